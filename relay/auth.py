@@ -1,0 +1,87 @@
+"""Who may post: the gateway's bearer secret and Meta's `X-Hub-Signature-256`.
+
+Every comparison is `hmac.compare_digest` on bytes (on a non-ASCII `str` it raises, and a
+sender controls the header). Every configured credential is tried, matched or not, so timing
+does not tell which one came close. When both kinds are configured a request needs both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from relay.metrics import AuthFailure, credential_label
+
+SIGNATURE_PREFIX = b"sha256="
+
+
+@dataclass(slots=True, frozen=True)
+class AuthResult:
+    failure: AuthFailure | None = None
+    credentials: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _header_bytes(value: str) -> bytes:
+    # aiohttp decodes header bytes as UTF-8 with surrogateescape; this gets the wire bytes
+    # back, so any byte a client sends compares (and fails) instead of raising.
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _first_match(candidate: bytes, secrets: tuple[bytes, ...]) -> int:
+    match = -1
+    for index, secret in enumerate(secrets):
+        if hmac.compare_digest(candidate, secret) and match < 0:
+            match = index
+    return match
+
+
+class Authenticator:
+    def __init__(self, bearer_tokens: list[str], app_secrets: list[str]) -> None:
+        self._tokens = tuple(token.encode("ascii") for token in bearer_tokens)
+        self._secrets = tuple(secret.encode("ascii") for secret in app_secrets)
+        self._token_labels = tuple(credential_label("bearer", i) for i in range(len(self._tokens)))
+        self._secret_labels = tuple(
+            credential_label("app_secret", i) for i in range(len(self._secrets))
+        )
+
+    @property
+    def needs_bearer(self) -> bool:
+        return bool(self._tokens)
+
+    @property
+    def needs_signature(self) -> bool:
+        return bool(self._secrets)
+
+    def check_bearer(self, authorization: str | None) -> AuthResult:
+        """Check `Authorization: Bearer <token>`; before the body is read."""
+        if authorization is None:
+            return AuthResult(AuthFailure.MISSING_CREDENTIALS)
+        scheme, _, token = _header_bytes(authorization).strip().partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token or b" " in token:
+            return AuthResult(AuthFailure.MALFORMED_HEADER)
+        index = _first_match(token, self._tokens)
+        if index < 0:
+            return AuthResult(AuthFailure.INVALID_TOKEN)
+        return AuthResult(credentials=(self._token_labels[index],))
+
+    def check_signature(self, signature: str | None, body: bytes) -> AuthResult:
+        """Check `X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`."""
+        if signature is None:
+            return AuthResult(AuthFailure.MISSING_SIGNATURE)
+        raw = _header_bytes(signature).strip()
+        if not raw.startswith(SIGNATURE_PREFIX):
+            return AuthResult(AuthFailure.MALFORMED_HEADER)
+        given = raw[len(SIGNATURE_PREFIX) :].lower()
+        expected = tuple(
+            hmac.new(secret, body, hashlib.sha256).hexdigest().encode() for secret in self._secrets
+        )
+        index = _first_match(given, expected)
+        if index < 0:
+            return AuthResult(AuthFailure.INVALID_SIGNATURE)
+        return AuthResult(credentials=(self._secret_labels[index],))

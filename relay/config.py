@@ -1,0 +1,339 @@
+"""Typed configuration: one YAML file, `RELAY_<SECTION>__<KEY>` overrides, secrets from files.
+
+The loader takes the file text and an environment mapping instead of reading `os.environ`
+itself, so tests build any configuration without touching the process; `load()` at the edge
+does the I/O. Every invalid key is reported in one `ConfigError`, never the first one only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "RELAY_"
+DEFAULT_CONFIG_PATH = Path("config/relay.yaml")
+
+# Room for the record's key, headers and batch framing on top of the body itself.
+RECORD_OVERHEAD_BYTES = 64 * 1024
+
+
+class EventType(StrEnum):
+    MESSAGE = "message"
+    STATUS = "status"
+    TEMPLATE = "template"
+    ACCOUNT = "account"
+    UNROUTED = "unrouted"
+
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must never silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Port = 8080
+    path: str = Field(default="/webhook", pattern=r"^/\S*$")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    body_read_timeout_seconds: PositiveSeconds = 10.0
+    max_inflight_requests: int = Field(default=512, ge=1)
+    retry_after_seconds: int = Field(default=5, ge=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    access_log: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
+class AdminConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Port = 8081
+
+
+class AuthConfig(_Section):
+    bearer_tokens: list[Annotated[str, Field(min_length=1)]] = []
+    app_secrets: list[Annotated[str, Field(min_length=1)]] = []
+    verify_token: str | None = None
+
+    @model_validator(mode="after")
+    def _ascii_only(self) -> AuthConfig:
+        # Tokens are compared as bytes; a non-ASCII token could never match an HTTP header.
+        for name in ("bearer_tokens", "app_secrets"):
+            for index, value in enumerate(getattr(self, name)):
+                if not value.isascii() or not value.isprintable():
+                    raise ValueError(f"{name}[{index}] must be printable ASCII")
+        return self
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str = "localhost:9092"
+    client_id: str = "whatsapp-relay"
+    publish_timeout_seconds: PositiveSeconds = 3.0
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    linger_ms: int = Field(default=2, ge=0)
+    max_batch_size: int = Field(default=256 * 1024, ge=1024)
+    request_timeout_ms: int = Field(default=30000, ge=1000)
+    readiness_interval_seconds: PositiveSeconds = 5.0
+    restart_backoff_max_seconds: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError("SASL needs sasl_username and sasl_password")
+        return self
+
+
+class TopicsConfig(_Section):
+    message: str = "whatsapp.message"
+    status: str = "whatsapp.status"
+    template: str = "whatsapp.template"
+    account: str = "whatsapp.account"
+    unrouted: str = "whatsapp.unrouted"
+    partitions: int = Field(default=3, ge=1)
+    # -1 lets the broker's default.replication.factor decide, as kafka-topics.sh does.
+    replication_factor: int = Field(default=-1, ge=-1)
+    max_message_bytes: int | None = Field(default=None, ge=1024)
+
+    def for_type(self, event_type: EventType) -> str:
+        name: str = getattr(self, event_type.value)
+        return name
+
+    def names(self) -> dict[EventType, str]:
+        return {event_type: self.for_type(event_type) for event_type in EventType}
+
+
+class RoutingConfig(_Section):
+    # Field name -> event type, on top of the defaults in `relay.classify`.
+    fields: dict[str, EventType] = {}
+
+    @model_validator(mode="after")
+    def _messages_is_by_content(self) -> RoutingConfig:
+        if "messages" in self.fields:
+            raise ValueError(
+                "'messages' is classified by what its value holds and cannot be rerouted"
+            )
+        return self
+
+
+class ShutdownConfig(_Section):
+    # Keep serving this long after SIGTERM while readiness already fails, so load balancers
+    # stop sending before the listener closes. The Helm chart uses a preStop pause instead.
+    drain_seconds: float = Field(default=0.0, ge=0)
+    timeout_seconds: PositiveSeconds = 10.0
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(_Section):
+    server: ServerConfig = ServerConfig()
+    admin: AdminConfig = AdminConfig()
+    auth: AuthConfig = AuthConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    topics: TopicsConfig = TopicsConfig()
+    routing: RoutingConfig = RoutingConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if not (self.auth.bearer_tokens or self.auth.app_secrets):
+            raise ValueError(
+                "no credential configured: set auth.bearer_tokens or auth.app_secrets "
+                "(an open webhook would publish anything anyone posts)"
+            )
+        if (
+            self.server.port
+            and self.server.port == self.admin.port
+            and (self.server.host == self.admin.host)
+        ):
+            raise ValueError("server.port and admin.port must differ")
+        names = list(self.topics.names().values())
+        if len(set(names)) != len(names):
+            raise ValueError("topic names must be distinct, one per event type")
+        if (
+            self.topics.max_message_bytes is not None
+            and self.topics.max_message_bytes < self.record_size_limit
+        ):
+            raise ValueError(
+                f"topics.max_message_bytes must be at least {self.record_size_limit} "
+                "(server.max_body_bytes plus room for key and headers)"
+            )
+        return self
+
+    @property
+    def record_size_limit(self) -> int:
+        """Largest record the relay may produce: what the producer and topics must accept."""
+        return self.server.max_body_bytes + RECORD_OVERHEAD_BYTES
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration, safe to print or log."""
+        data = self.model_dump(mode="json")
+        auth = data["auth"]
+        auth["bearer_tokens"] = [_REDACTED] * len(self.auth.bearer_tokens)
+        auth["app_secrets"] = [_REDACTED] * len(self.auth.app_secrets)
+        if self.auth.verify_token is not None:
+            auth["verify_token"] = _REDACTED
+        if self.kafka.sasl_password is not None:
+            data["kafka"]["sasl_password"] = _REDACTED
+        return data
+
+
+_REDACTED = "***"
+
+# Keys whose value may instead come from a file named by `<key>_file`, so that Kubernetes
+# Secret mounts work. List keys take one value per non-empty line.
+SECRET_FILE_KEYS: dict[tuple[str, str], bool] = {
+    ("auth", "bearer_tokens"): True,
+    ("auth", "app_secrets"): True,
+    ("auth", "verify_token"): False,
+    ("kafka", "sasl_password"): False,
+}
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `problems` names every bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+def parse(file_text: str | None, env: Mapping[str, str], *, read_file: Any = None) -> Settings:
+    """Build settings from YAML text, environment overrides and secret files.
+
+    `read_file` (a `Path -> str` callable) is injectable for tests; it defaults to reading
+    from disk.
+    """
+    problems: list[str] = []
+    data = _load_yaml(file_text, problems)
+    _apply_env(data, env, problems)
+    _resolve_secret_files(data, problems, read_file or _read_text)
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(error) for error in exc.errors())
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings
+
+
+def load(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the configuration file (if any) and the process environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = Path(env.get("RELAY_CONFIG", "")) if env.get("RELAY_CONFIG") else None
+    if path is None:
+        path = DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+    text = None
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"config file {path}: {exc.strerror or exc}"]) from exc
+    return parse(text, env)
+
+
+def _load_yaml(text: str | None, problems: list[str]) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problems.append(f"config file is not valid YAML: {exc}")
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append("config file must hold a mapping of sections")
+        return {}
+    return data
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not section or not key:
+            problems.append(f"{name}: expected RELAY_<SECTION>__<KEY>")
+            continue
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            problems.append(f"{name}: section {section} is not a mapping")
+            continue
+        target[key] = _env_value(raw)
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and mappings come as JSON; scalars stay strings for pydantic to coerce, so that
+    # a token that happens to look like a number is not turned into one.
+    stripped = raw.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            return orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            return raw
+    if stripped == "null":
+        return None
+    return raw
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _resolve_secret_files(data: dict[str, Any], problems: list[str], read_file: Any) -> None:
+    for (section, key), is_list in SECRET_FILE_KEYS.items():
+        block = data.get(section)
+        if not isinstance(block, dict):
+            continue
+        file_key = f"{key}_file"
+        file_name = block.pop(file_key, None)
+        if file_name is None:
+            continue
+        if key in block and block[key] not in (None, [], ""):
+            problems.append(f"{section}.{key} and {section}.{file_key} are both set")
+            continue
+        try:
+            text: str = read_file(Path(str(file_name)))
+        except OSError as exc:
+            problems.append(f"{section}.{file_key}: cannot read {file_name}: {exc.strerror}")
+            continue
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        block[key] = lines if is_list else text.strip()
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "config"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{location}: {message}"

@@ -1,0 +1,211 @@
+"""Prometheus metrics, in a registry the application owns.
+
+Every label set is bounded and created at zero up front, so dashboards and `rate()` see a
+series from the first scrape rather than only after the first incident. The request path uses
+the pre-resolved children in the dictionaries below instead of `labels()` lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from relay.config import EventType
+
+PREFIX = "whatsapp_relay"
+
+# The relay's latency lives between half a millisecond and a few seconds.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BODY_BUCKETS = (256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576, 4194304)
+
+
+class Outcome(StrEnum):
+    """How a request on the public listener ended; the `outcome` label."""
+
+    ACCEPTED = "accepted"
+    UNAUTHORIZED = "unauthorized"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    BAD_REQUEST = "bad_request"
+    NOT_WHATSAPP = "not_whatsapp"
+    REQUEST_TIMEOUT = "request_timeout"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_FOUND = "not_found"
+    OVERLOADED = "overloaded"
+    PUBLISH_TIMEOUT = "publish_timeout"
+    KAFKA_UNAVAILABLE = "kafka_unavailable"
+    SHUTTING_DOWN = "shutting_down"
+    VERIFIED = "verified"
+    VERIFY_REJECTED = "verify_rejected"
+
+
+class AuthFailure(StrEnum):
+    MISSING_CREDENTIALS = "missing_credentials"
+    MALFORMED_HEADER = "malformed_header"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 (a label value, not a secret)
+    MISSING_SIGNATURE = "missing_signature"
+    INVALID_SIGNATURE = "invalid_signature"
+
+
+class PublishError(StrEnum):
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    TOO_LARGE = "too_large"
+    KAFKA_ERROR = "kafka_error"
+
+
+# Fields Meta documents for WhatsApp that land in `unrouted` by default; anything else is
+# counted as `other` so a sender cannot grow the label set.
+KNOWN_UNROUTED_FIELDS = frozenset(
+    {
+        "message_echoes",
+        "smb_message_echoes",
+        "history",
+        "smb_app_state_sync",
+        "calls",
+        "flows",
+        "user_preferences",
+        "automatic_events",
+        "group_lifecycle_update",
+        "group_participants_update",
+        "group_settings_update",
+        "group_status_update",
+        "messages",
+    }
+)
+OTHER_FIELD = "other"
+
+
+def credential_label(kind: str, index: int) -> str:
+    return f"{kind}:{index}"
+
+
+class Metrics:
+    """All of the relay's metrics, registered in `self.registry`."""
+
+    def __init__(
+        self,
+        version: str,
+        *,
+        bearer_tokens: int = 0,
+        app_secrets: int = 0,
+        unrouted_fields: Iterable[str] = (),
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+        requests = Counter(
+            f"{PREFIX}_requests_total",
+            "Requests on the public listener, by how they ended.",
+            ["outcome"],
+            registry=r,
+        )
+        duration = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Time from request received to answer ready, by outcome.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = {o: requests.labels(o.value) for o in Outcome}
+        self.request_duration = {o: duration.labels(o.value) for o in Outcome}
+        self.request_body_bytes = Histogram(
+            f"{PREFIX}_request_body_bytes",
+            "Size of accepted-for-reading webhook bodies.",
+            buckets=BODY_BUCKETS,
+            registry=r,
+        )
+        published = Counter(
+            f"{PREFIX}_records_published_total",
+            "Records acknowledged by Kafka, by event type.",
+            ["event_type"],
+            registry=r,
+        )
+        self.records_published = {t: published.labels(t.value) for t in EventType}
+        publish_errors = Counter(
+            f"{PREFIX}_publish_errors_total",
+            "Records Kafka did not acknowledge in time or refused, by event type and error.",
+            ["event_type", "error"],
+            registry=r,
+        )
+        self.publish_errors = {
+            (t, e): publish_errors.labels(t.value, e.value) for t in EventType for e in PublishError
+        }
+        self.publish_duration = Histogram(
+            f"{PREFIX}_publish_duration_seconds",
+            "Time from the first send of a request's records to the last acknowledgement.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            f"{PREFIX}_inflight_requests",
+            "Webhook requests being handled now.",
+            registry=r,
+        )
+        self.kafka_ready = Gauge(
+            f"{PREFIX}_kafka_ready",
+            "1 when the producer runs, the broker answers and every topic exists.",
+            registry=r,
+        )
+        self.ready = Gauge(
+            f"{PREFIX}_ready",
+            "1 when /readyz answers 200: Kafka ready and not shutting down.",
+            registry=r,
+        )
+        auth_failures = Counter(
+            f"{PREFIX}_auth_failures_total",
+            "Requests refused with 401, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_failures = {a: auth_failures.labels(a.value) for a in AuthFailure}
+        self._auth_success = Counter(
+            f"{PREFIX}_auth_success_total",
+            "Authenticated requests, by the index of the token or secret that matched.",
+            ["credential"],
+            registry=r,
+        )
+        self.auth_success: dict[str, Counter] = {}
+        for kind, count in (("bearer", bearer_tokens), ("app_secret", app_secrets)):
+            for index in range(count):
+                label = credential_label(kind, index)
+                self.auth_success[label] = self._auth_success.labels(label)
+        unrouted = Counter(
+            f"{PREFIX}_unrouted_fields_total",
+            "Changes routed to the unrouted topic, by field (known names, else 'other').",
+            ["field"],
+            registry=r,
+        )
+        self.unrouted_fields = {
+            f: unrouted.labels(f) for f in (*KNOWN_UNROUTED_FIELDS, *unrouted_fields, OTHER_FIELD)
+        }
+        self.producer_restarts = Counter(
+            f"{PREFIX}_producer_restarts_total",
+            "Kafka producers rebuilt after the previous one died.",
+            registry=r,
+        )
+        build = Gauge(
+            f"{PREFIX}_build_info",
+            "Always 1; the relay's version as a label.",
+            ["version"],
+            registry=r,
+        )
+        build.labels(version).set(1)
+
+    def count_unrouted(self, field: str) -> None:
+        child = self.unrouted_fields.get(field) or self.unrouted_fields[OTHER_FIELD]
+        child.inc()

@@ -1,0 +1,69 @@
+"""Kafka records in the contract's shape (DESIGN section 4): CloudEvents 1.0, binary mode.
+
+The value is always the request body as received: re-serialising would break the sender's
+signature and could change non-ASCII escapes that consumers verify or compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from relay.classify import EventGroup
+from relay.config import EventType
+
+CE_SPECVERSION = b"1.0"
+CONTENT_TYPE = b"application/json"
+CE_TYPES = {t: f"whatsapp.{t.value}".encode() for t in EventType}
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(slots=True, frozen=True)
+class Record:
+    event_type: EventType
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+def rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def build_records(
+    body: bytes,
+    groups: list[EventGroup],
+    topics: dict[EventType, str],
+    *,
+    request_id: str,
+    received_at: float,
+    signature: str | None,
+) -> list[Record]:
+    """One record per event group. `ce_id` is derived from the body so a retry of the same
+    body yields the same id, which is what lets consumers deduplicate."""
+    digest = hashlib.sha256(body).hexdigest()
+    time = rfc3339(received_at).encode()
+    request_id_bytes = request_id.encode()
+    signature_bytes = signature.encode("utf-8", "surrogateescape") if signature else None
+    records = []
+    for group in groups:
+        key = group.key.encode()
+        headers: Headers = [
+            ("ce_specversion", CE_SPECVERSION),
+            ("ce_id", f"{digest}-{group.event_type.value}".encode()),
+            ("ce_source", f"/waba/{group.waba_id}".encode()),
+            ("ce_type", CE_TYPES[group.event_type]),
+            ("ce_time", time),
+            ("content-type", CONTENT_TYPE),
+            ("wa-fields", ",".join(group.fields).encode()),
+            ("relay-request-id", request_id_bytes),
+        ]
+        if key:  # CloudEvents forbids an empty subject; a body without ids has no key
+            headers.append(("ce_subject", key))
+        if signature_bytes is not None:
+            headers.append(("x-hub-signature-256", signature_bytes))
+        records.append(Record(group.event_type, topics[group.event_type], key, body, headers))
+    return records

@@ -1,0 +1,36 @@
+"""What the process runs on: uvloop and the C extensions that make the hot path fast."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def describe() -> dict[str, Any]:
+    """Versions and accelerations in use, for the start-up log."""
+    import aiohttp
+    import aiohttp.http_parser as http_parser
+    import aiokafka
+    import aiokafka.record.default_records as records
+    import orjson
+
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    return {
+        "python": sys.version.split()[0],
+        "event_loop": loop,
+        "aiohttp": aiohttp.__version__,
+        # The C parser is what aiohttp's speed rests on; without it parsing is pure Python.
+        "aiohttp_c_parser": http_parser.HttpRequestParser.__module__ == "aiohttp._http_parser",
+        "aiokafka": aiokafka.__version__,
+        "aiokafka_c_records": "._crecords." in records.DefaultRecordBatchBuilder.__module__,
+        "orjson": orjson.__version__,
+    }

@@ -1,0 +1,151 @@
+"""The relay's lifecycle: start, serve until told to stop, shut down within a bound.
+
+Shutdown order (SIGTERM or SIGINT):
+1. readiness turns 503 at once, so Kubernetes stops routing here;
+2. for `shutdown.drain_seconds` requests are still served normally (load balancers lag);
+3. the public listener stops accepting; requests on open connections get 503 and
+   `Connection: close`, requests in flight finish (200 once acked, else 503);
+4. the producer flushes and closes, bounded even when Kafka is away;
+5. the admin listener closes last, so the drain stays observable.
+Steps 3 and 4 share `shutdown.timeout_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+
+from aiohttp import web
+
+from relay import __version__, runtime
+from relay.admin import build_admin_app
+from relay.config import Settings
+from relay.metrics import Metrics
+from relay.publish import Publisher
+from relay.webhook import WebhookHandler
+
+log = logging.getLogger("relay.service")
+
+# After in-flight requests finish, give keep-alive clients this long to send their next
+# request and get a clean 503 + close, rather than racing an idle-connection close.
+_LINGER_SECONDS = 0.5
+
+
+class Service:
+    def __init__(self, settings: Settings, *, publisher: Publisher | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics(
+            __version__,
+            bearer_tokens=len(settings.auth.bearer_tokens),
+            app_secrets=len(settings.auth.app_secrets),
+            unrouted_fields=(f for f, t in settings.routing.fields.items() if t == "unrouted"),
+        )
+        self.publisher = publisher or Publisher(settings, self.metrics)
+        self.readiness = self.publisher.readiness
+        self.handler = WebhookHandler(settings, self.metrics, self.publisher, self.readiness)
+        self._public: web.ServerRunner | None = None
+        self._admin: web.AppRunner | None = None
+        self._public_site: web.TCPSite | None = None
+        self._stop = asyncio.Event()
+        self.public_port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        server, admin = self.settings.server, self.settings.admin
+        self._admin = web.AppRunner(build_admin_app(self.metrics, self.readiness), access_log=None)
+        await self._admin.setup()
+        admin_site = web.TCPSite(self._admin, admin.host, admin.port)
+        await admin_site.start()
+        self.admin_port = admin_site.port
+
+        await self.publisher.start()
+
+        low_level = web.Server(
+            self.handler,
+            access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+        )
+        # The service waits for in-flight requests itself (within the shutdown bound); what is
+        # left for aiohttp's own wait is closing connections, hence the short timeout.
+        self._public = web.ServerRunner(low_level, handle_signals=False, shutdown_timeout=1.0)
+        await self._public.setup()
+        self._public_site = web.TCPSite(
+            self._public, server.host, server.port, ssl_context=_tls_context(self.settings)
+        )
+        await self._public_site.start()
+        self.public_port = self._public_site.port
+        log.info(
+            "relay serving",
+            extra={
+                "version": __version__,
+                "public": f"{server.host}:{self.public_port}",
+                "admin": f"{admin.host}:{self.admin_port}",
+                "tls": server.tls_cert_file is not None,
+                "config": self.settings.redacted(),
+                "kafka": self.publisher.broker_info,
+                "runtime": runtime.describe(),
+            },
+        )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def shutdown(self) -> None:
+        started = time.monotonic()
+        bound = self.settings.shutdown.timeout_seconds
+        self.publisher.mark_shutting_down()
+        log.info("shutting down", extra={"inflight": self.handler.inflight})
+        if self.settings.shutdown.drain_seconds:
+            await asyncio.sleep(self.settings.shutdown.drain_seconds)
+        deadline = time.monotonic() + bound
+
+        if self._public_site is not None:
+            await self._public_site.stop()  # stop accepting; open connections stay
+        self.handler.closing = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self.handler.wait_idle()
+        await asyncio.sleep(min(_LINGER_SECONDS, max(0.0, deadline - time.monotonic())))
+        if self._public is not None:
+            await self._public.cleanup()
+
+        flushed = await self.publisher.stop(max(0.5, deadline - time.monotonic()))
+        if self._admin is not None:
+            await self._admin.cleanup()
+        log.info(
+            "stopped",
+            extra={"seconds": round(time.monotonic() - started, 3), "producer_flushed": flushed},
+        )
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    server = settings.server
+    if server.tls_cert_file is None or server.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server.tls_cert_file, server.tls_key_file)
+    return context
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    service = Service(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, service.request_stop)
+    try:
+        await service.start()
+        await service.wait_stopped()
+    finally:
+        await service.shutdown()
