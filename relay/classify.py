@@ -90,7 +90,7 @@ class Classifier:
                 raise EnvelopeError("entry items must be objects")
             waba_id = _text(entry.get("id"))
             first_waba = first_waba or waba_id
-            changes = entry.get("changes", ())
+            changes = entry.get("changes", [])
             if not isinstance(changes, list):
                 raise EnvelopeError("entry changes must be a list")
             for change in changes:

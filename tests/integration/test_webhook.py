@@ -1,0 +1,434 @@
+"""The HTTP contract (DESIGN section 2) and the record contract (section 4), end to end:
+requests in through a real socket, records read back from a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
+
+from relay.config import EventType
+from tests import samples
+from tests.conftest import (
+    APP_SECRET,
+    SECOND_TOKEN,
+    TOKEN,
+    VERIFY_TOKEN,
+    RunningRelay,
+    consume,
+    topic_size,
+)
+
+pytestmark = pytest.mark.asyncio
+
+
+async def topic_sizes(relay: RunningRelay) -> dict[EventType, int]:
+    bootstrap = relay.settings.kafka.bootstrap_servers
+    return {
+        t: await topic_size(bootstrap, name) for t, name in relay.settings.topics.names().items()
+    }
+
+
+async def raw_exchange(port: int, request: bytes, *, read_for: float = 5.0) -> bytes:
+    """Send bytes exactly as given (headers no HTTP client would send) and read the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(read_for):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])
+
+
+# -- accepted requests and the record contract ---------------------------------------------
+
+
+async def test_message_is_published_byte_for_byte_with_contract_headers(
+    relay: RunningRelay,
+) -> None:
+    # Escapes, spacing and key order a re-serialiser would change:
+    data = samples.message_change(sender="4915112345678", text="gr\u00fc\u00dfe \U0001f600")
+    body = b'{"object": "whatsapp_business_account",  "entry": [{"id": "%s", "changes": [%s]}]}' % (
+        samples.WABA_ID.encode(),
+        orjson.dumps(data).replace("ü".encode(), b"\\u00fc"),
+    )
+    before = time.time()
+    response = await relay.post(body, headers={"X-Request-Id": "req-abc.123"})
+    after = time.time()
+    assert response.status == 200
+    assert response.headers["X-Request-Id"] == "req-abc.123"
+
+    topic = relay.settings.topics.message
+    [record] = await consume(relay.settings.kafka.bootstrap_servers, topic, expect=1)
+    assert record.value == body
+    assert record.key == f"{samples.PHONE_NUMBER_ID}:4915112345678".encode()
+    headers = dict(record.headers)
+    assert headers == {
+        "ce_specversion": b"1.0",
+        "ce_id": f"{hashlib.sha256(body).hexdigest()}-message".encode(),
+        "ce_source": f"/waba/{samples.WABA_ID}".encode(),
+        "ce_type": b"whatsapp.message",
+        "ce_time": headers["ce_time"],
+        "ce_subject": record.key,
+        "content-type": b"application/json",
+        "wa-fields": b"messages",
+        "relay-request-id": b"req-abc.123",
+    }
+    received = datetime.fromisoformat(headers["ce_time"].decode()).timestamp()
+    assert before - 0.01 <= received <= after + 0.01
+    assert headers["ce_time"].endswith(b"Z")
+    sizes = await topic_sizes(relay)
+    assert sizes == {t: int(t is EventType.MESSAGE) for t in EventType}
+
+
+async def test_records_parse_with_the_cloudevents_kafka_binding(relay: RunningRelay) -> None:
+    body = samples.body(samples.envelope(samples.status_change(recipient="3161")))
+    assert (await relay.post(body)).status == 200
+    [record] = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.status, expect=1
+    )
+    # The SDK's own Kafka binding, as any CloudEvents consumer would read the record:
+    event = from_binary_event(
+        KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+    )
+    assert event.get_specversion() == "1.0"
+    assert event.get_type() == "whatsapp.status"
+    assert event.get_source() == f"/waba/{samples.WABA_ID}"
+    assert event.get_id() == f"{hashlib.sha256(body).hexdigest()}-status"
+    assert event.get_subject() == f"{samples.PHONE_NUMBER_ID}:3161"
+    assert event.get_datacontenttype() == "application/json"
+    assert event.get_time() is not None
+    assert event.get_time().tzinfo is not None
+    assert event.get_data() == orjson.loads(body)
+
+
+async def test_mixed_batch_gives_one_record_per_event_type(relay: RunningRelay) -> None:
+    change = samples.message_change(sender="111")
+    change["value"]["statuses"] = samples.status_change(recipient="222")["value"]["statuses"]
+    data = samples.envelope(
+        change,
+        samples.status_change(recipient="333"),
+        samples.template_change(),
+        samples.account_change(),
+        samples.echo_change(),
+        {"field": "field_meta_adds_next_year", "value": {"x": 1}},
+    )
+    body = samples.body(data)
+    response = await relay.post(body)
+    assert response.status == 200
+
+    bootstrap = relay.settings.kafka.bootstrap_servers
+    expected = {
+        EventType.MESSAGE: (f"{samples.PHONE_NUMBER_ID}:111", b"messages"),
+        EventType.STATUS: (f"{samples.PHONE_NUMBER_ID}:222", b"messages"),
+        EventType.TEMPLATE: (samples.WABA_ID, b"message_template_status_update"),
+        EventType.ACCOUNT: (samples.WABA_ID, b"account_update"),
+        EventType.UNROUTED: (samples.WABA_ID, b"message_echoes,field_meta_adds_next_year"),
+    }
+    for event_type, (key, fields) in expected.items():
+        [record] = await consume(bootstrap, relay.settings.topics.for_type(event_type), expect=1)
+        headers = dict(record.headers)
+        assert record.value == body
+        assert record.key == key.encode()
+        assert headers["wa-fields"] == fields
+        assert headers["ce_type"] == f"whatsapp.{event_type.value}".encode()
+        assert headers["ce_id"] == f"{hashlib.sha256(body).hexdigest()}-{event_type}".encode()
+    metrics = await relay.metrics()
+    assert 'whatsapp_relay_unrouted_fields_total{field="message_echoes"} 1.0' in metrics
+    assert 'whatsapp_relay_unrouted_fields_total{field="other"} 1.0' in metrics
+
+
+async def test_retry_of_the_same_body_yields_the_same_ce_id(relay: RunningRelay) -> None:
+    body = samples.body(samples.envelope(samples.template_change()))
+    assert (await relay.post(body)).status == 200
+    assert (await relay.post(body)).status == 200
+    records = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.template, expect=2
+    )
+    ids = {dict(r.headers)["ce_id"] for r in records}
+    request_ids = {dict(r.headers)["relay-request-id"] for r in records}
+    assert len(records) == 2
+    assert len(ids) == 1
+    assert len(request_ids) == 2
+
+
+async def test_unknown_fields_are_accepted_on_unrouted(relay: RunningRelay) -> None:
+    body = samples.body(samples.envelope({"field": "calls", "value": {"calls": []}}))
+    response = await relay.post(body)
+    assert response.status == 200
+    [record] = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.unrouted, expect=1
+    )
+    assert record.key == samples.WABA_ID.encode()
+    assert dict(record.headers)["wa-fields"] == b"calls"
+
+
+async def test_routing_override_sends_echoes_to_the_message_topic(
+    relay_factory: Callable[..., Any],
+) -> None:
+    relay = await relay_factory(routing={"fields": {"message_echoes": "message"}})
+    body = samples.body(samples.envelope(samples.echo_change()))
+    assert (await relay.post(body)).status == 200
+    [record] = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.message, expect=1
+    )
+    assert record.value == body
+
+
+async def test_a_body_near_the_limit_is_accepted_and_stored(relay: RunningRelay) -> None:
+    # Meta sends up to ~3 MB: the producer and the topic must take what the ingress takes.
+    change = samples.message_change(text="x" * (3_500_000))
+    body = samples.body(samples.envelope(change))
+    assert len(body) < relay.settings.server.max_body_bytes
+    response = await relay.post(body)
+    assert response.status == 200
+    [record] = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.message, expect=1
+    )
+    assert record.value == body
+
+
+async def test_request_id_is_generated_when_absent_or_unsafe(relay: RunningRelay) -> None:
+    body = samples.body(samples.envelope(samples.template_change()))
+    plain = await relay.post(body)
+    unsafe = await relay.post(body, headers={"X-Request-Id": "bad id\twith spaces"})
+    for response in (plain, unsafe):
+        assert len(response.headers["X-Request-Id"]) == 32
+    assert plain.headers["X-Request-Id"] != unsafe.headers["X-Request-Id"]
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+async def test_both_rotated_tokens_are_accepted_and_counted_by_index(relay: RunningRelay) -> None:
+    body = samples.body(samples.envelope(samples.account_change()))
+    assert (await relay.post(body, token=TOKEN)).status == 200
+    assert (await relay.post(body, token=SECOND_TOKEN)).status == 200
+    assert (await relay.post(body, token=SECOND_TOKEN)).status == 200
+    metrics = await relay.metrics()
+    assert 'whatsapp_relay_auth_success_total{credential="bearer:0"} 1.0' in metrics
+    assert 'whatsapp_relay_auth_success_total{credential="bearer:1"} 2.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "missing_credentials"),
+        (b"Bearer wrong-token", "invalid_token"),
+        (b"Basic dXNlcjpwYXNz", "malformed_header"),
+        (b"Bearer " + TOKEN.encode() + b"x", "invalid_token"),
+        (b"Bearer t\xc3\xb6k\xc3\xa9n", "invalid_token"),  # UTF-8 bytes
+        (b"Bearer \xff\xfe\xfd", "invalid_token"),  # not UTF-8 at all
+    ],
+)
+async def test_bad_credentials_get_401_and_publish_nothing(
+    relay: RunningRelay, header: bytes | None, reason: str
+) -> None:
+    body = samples.body(samples.envelope(samples.message_change()))
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        + (b"Authorization: " + header + b"\r\n" if header is not None else b"")
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    answer = await raw_exchange(relay.service.public_port, request)
+    assert status_of(answer) == 401
+    assert b"X-Request-Id: " in answer
+    assert b"token" not in answer.split(b"\r\n\r\n", 1)[1]  # no hint which check failed
+    assert await topic_sizes(relay) == dict.fromkeys(EventType, 0)
+    metrics = await relay.metrics()
+    assert f'whatsapp_relay_auth_failures_total{{reason="{reason}"}} 1.0' in metrics
+
+
+def sign(body: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def test_meta_signature_is_checked_and_passed_through(
+    relay_factory: Callable[..., Any],
+) -> None:
+    relay = await relay_factory(auth={"bearer_tokens": [], "app_secrets": ["old", APP_SECRET]})
+    body = samples.body(samples.envelope(samples.status_change()))
+    good = await relay.post(body, token=None, headers={"X-Hub-Signature-256": sign(body)})
+    assert good.status == 200
+    bad = await relay.post(body, token=None, headers={"X-Hub-Signature-256": sign(body, "x")})
+    missing = await relay.post(body, token=None)
+    tampered = await relay.post(
+        body + b" ", token=None, headers={"X-Hub-Signature-256": sign(body)}
+    )
+    assert (bad.status, missing.status, tampered.status) == (401, 401, 401)
+
+    [record] = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.status, expect=1
+    )
+    assert dict(record.headers)["x-hub-signature-256"] == sign(body).encode()
+    metrics = await relay.metrics()
+    assert 'whatsapp_relay_auth_success_total{credential="app_secret:1"} 1.0' in metrics
+    assert 'whatsapp_relay_auth_failures_total{reason="invalid_signature"} 2.0' in metrics
+    assert 'whatsapp_relay_auth_failures_total{reason="missing_signature"} 1.0' in metrics
+
+
+async def test_with_both_credentials_configured_both_are_required(
+    relay_factory: Callable[..., Any],
+) -> None:
+    relay = await relay_factory(auth={"app_secrets": [APP_SECRET]})
+    body = samples.body(samples.envelope(samples.status_change()))
+    signed = {"X-Hub-Signature-256": sign(body)}
+    assert (await relay.post(body, token=None, headers=signed)).status == 401
+    assert (await relay.post(body, token=TOKEN)).status == 401
+    assert (await relay.post(body, token=TOKEN, headers=signed)).status == 200
+
+
+# -- refusals: nothing published, clear 4xx -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b'{"object": "whatsapp_business_account"}', "application/json", 400),
+        (b'{"object": "whatsapp_business_account", "entry": {}}', "application/json", 400),
+        (b'{"object": "page", "entry": []}', "application/json", 404),
+        (b'{"object": "whatsapp_business_account", "entry": []}', "text/plain", 415),
+        (b'{"object": "whatsapp_business_account", "entry": []}', "application/xml", 415),
+    ],
+)
+async def test_bad_input_gets_a_clear_4xx_and_nothing_published(
+    relay: RunningRelay, body: bytes, content_type: str, status: int
+) -> None:
+    response = await relay.post(body, headers={"Content-Type": content_type})
+    assert response.status == status
+    assert "X-Request-Id" in response.headers
+    assert await topic_sizes(relay) == dict.fromkeys(EventType, 0)
+
+
+async def test_json_with_charset_parameter_is_accepted(relay: RunningRelay) -> None:
+    body = samples.body(samples.envelope(samples.template_change()))
+    response = await relay.post(body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status == 200
+
+
+async def test_other_paths_and_methods(relay: RunningRelay) -> None:
+    async with relay.http.post(relay.url + "x", data=b"{}") as elsewhere:
+        assert elsewhere.status == 404
+        assert "X-Request-Id" in elsewhere.headers
+    async with relay.http.put(relay.url, data=b"{}") as put:
+        assert put.status == 405
+        assert put.headers["Allow"] == "GET, POST"
+        assert "X-Request-Id" in put.headers
+    async with relay.http.get(relay.url.replace("/webhook", "/metrics")) as metrics:
+        assert metrics.status == 404  # the admin listener's paths are not on the public port
+
+
+async def test_content_length_above_limit_is_413_before_the_body_is_sent(
+    relay_factory: Callable[..., Any],
+) -> None:
+    relay = await relay_factory(server={"max_body_bytes": 10_000})
+    # Headers only: a relay that waited for the body would time out instead of answering.
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 10001\r\n\r\n"
+    )
+    answer = await raw_exchange(relay.service.public_port, request, read_for=3)
+    assert status_of(answer) == 413
+
+
+async def test_chunked_body_growing_past_limit_is_413(relay_factory: Callable[..., Any]) -> None:
+    relay = await relay_factory(server={"max_body_bytes": 10_000})
+
+    async def chunks() -> Any:
+        for _ in range(30):
+            yield b" " * 1000
+
+    async with relay.http.post(
+        relay.url,
+        data=chunks(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 413
+    assert await topic_sizes(relay) == dict.fromkeys(EventType, 0)
+
+
+async def test_stalled_body_is_cut_off_with_408(relay_factory: Callable[..., Any]) -> None:
+    relay = await relay_factory(server={"body_read_timeout_seconds": 0.5})
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b'\r\nContent-Length: 500\r\n\r\n{"obj'
+    )
+    started = time.monotonic()
+    answer = await raw_exchange(relay.service.public_port, request, read_for=5)
+    assert status_of(answer) == 408
+    assert time.monotonic() - started < 4
+    assert relay.service.handler.inflight == 0
+
+
+async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any]) -> None:
+    relay = await relay_factory(server={"max_inflight_requests": 1, "body_read_timeout_seconds": 5})
+    # Hold the only slot with a request whose body never completes.
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n{"
+    )
+    await writer.drain()
+    try:
+        async with asyncio.timeout(5):
+            while relay.service.handler.inflight == 0:
+                await asyncio.sleep(0.01)
+        body = samples.body(samples.envelope(samples.template_change()))
+        started = time.monotonic()
+        response = await relay.post(body)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert time.monotonic() - started < 1
+    finally:
+        writer.close()
+    metrics = await relay.metrics()
+    assert 'whatsapp_relay_requests_total{outcome="overloaded"} 1.0' in metrics
+
+
+# -- Meta's verification handshake --------------------------------------------------------
+
+
+async def test_verification_handshake(relay: RunningRelay) -> None:
+    query = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
+    async with relay.http.get(relay.url, params=query) as ok:
+        assert ok.status == 200
+        assert await ok.text() == "1158201444"
+        assert ok.content_type == "text/plain"
+        assert "X-Request-Id" in ok.headers
+    for wrong in (
+        {**query, "hub.verify_token": "nope"},
+        {**query, "hub.mode": "unsubscribe"},
+        {"hub.challenge": "1"},
+    ):
+        async with relay.http.get(relay.url, params=wrong) as refused:
+            assert refused.status == 403
+
+
+async def test_handshake_is_refused_without_a_verify_token(
+    relay_factory: Callable[..., Any],
+) -> None:
+    relay = await relay_factory(auth={"verify_token": None})
+    query = {"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}
+    async with relay.http.get(relay.url, params=query) as refused:
+        assert refused.status == 403

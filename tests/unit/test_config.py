@@ -1,0 +1,129 @@
+from pathlib import Path
+
+import pytest
+
+from relay import config
+from relay.config import ConfigError, EventType, parse
+
+TOKENS = {"RELAY_AUTH__BEARER_TOKENS": '["t1"]'}
+EXAMPLE = Path(__file__).parents[2] / "config" / "relay.example.yaml"
+
+
+def test_example_config_is_valid_and_documents_the_defaults() -> None:
+    from_example = parse(EXAMPLE.read_text(), TOKENS)
+    defaults = parse(None, TOKENS)
+    assert from_example == defaults
+
+
+def test_contract_keys_and_defaults() -> None:
+    s = parse(None, TOKENS)
+    assert (s.server.host, s.server.port, s.server.path) == ("0.0.0.0", 8080, "/webhook")
+    assert s.server.max_body_bytes == 4 * 1024 * 1024
+    assert (s.admin.host, s.admin.port) == ("0.0.0.0", 8081)
+    assert s.kafka.bootstrap_servers == "localhost:9092"
+    assert s.kafka.publish_timeout_seconds == 3
+    assert s.topics.names() == {
+        EventType.MESSAGE: "whatsapp.message",
+        EventType.STATUS: "whatsapp.status",
+        EventType.TEMPLATE: "whatsapp.template",
+        EventType.ACCOUNT: "whatsapp.account",
+        EventType.UNROUTED: "whatsapp.unrouted",
+    }
+
+
+def test_env_overrides_file_with_json_lists_and_scalars() -> None:
+    text = "server:\n  port: 9000\nauth:\n  bearer_tokens: [from-file]\n"
+    s = parse(
+        text,
+        {
+            "RELAY_SERVER__PORT": "9100",
+            "RELAY_AUTH__BEARER_TOKENS": '["a", "b"]',
+            "RELAY_ROUTING__FIELDS": '{"message_echoes": "message"}',
+            "RELAY_KAFKA__SASL_PASSWORD": "12345",  # stays a string, not a number
+            "UNRELATED": "x",
+        },
+    )
+    assert s.server.port == 9100
+    assert s.auth.bearer_tokens == ["a", "b"]
+    assert s.routing.fields == {"message_echoes": EventType.MESSAGE}
+    assert s.kafka.sasl_password == "12345"
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    (tmp_path / "tokens").write_text("first\n\n  second  \n")
+    (tmp_path / "verify").write_text("v-token\n")
+    s = parse(
+        None,
+        {
+            "RELAY_AUTH__BEARER_TOKENS_FILE": str(tmp_path / "tokens"),
+            "RELAY_AUTH__VERIFY_TOKEN_FILE": str(tmp_path / "verify"),
+        },
+    )
+    assert s.auth.bearer_tokens == ["first", "second"]
+    assert s.auth.verify_token == "v-token"
+
+
+def test_every_invalid_key_is_named_at_once(tmp_path: Path) -> None:
+    text = "server:\n  port: nope\n  bogus: 1\nkafka:\n  linger_ms: -1\n"
+    env = {
+        "RELAY_NOSUCH__KEY": "1",
+        "RELAY_AUTH__APP_SECRETS_FILE": str(tmp_path / "missing"),
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse(text, env)
+    text_of = "\n".join(caught.value.problems)
+    for name in ("server.port", "server.bogus", "kafka.linger_ms", "nosuch", "app_secrets_file"):
+        assert name in text_of
+    assert len(caught.value.problems) == 5
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({}, "no credential configured"),
+        ({**TOKENS, "RELAY_SERVER__PORT": "8081"}, "must differ"),
+        ({**TOKENS, "RELAY_TOPICS__STATUS": "whatsapp.message"}, "distinct"),
+        ({**TOKENS, "RELAY_TOPICS__MAX_MESSAGE_BYTES": "2000"}, "max_message_bytes"),
+        ({**TOKENS, "RELAY_ROUTING__FIELDS": '{"messages": "status"}'}, "cannot be rerouted"),
+        ({**TOKENS, "RELAY_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"}, "SASL needs"),
+        ({**TOKENS, "RELAY_SERVER__TLS_CERT_FILE": "/x.pem"}, "go together"),
+        ({"RELAY_AUTH__BEARER_TOKENS": '["tök"]'}, "printable ASCII"),
+        ({**TOKENS, "RELAY_ROUTING__FIELDS": '{"calls": "nowhere"}'}, "routing.fields.calls"),
+    ],
+)
+def test_invalid_settings_are_refused(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        parse(None, env)
+
+
+def test_invalid_yaml_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse("server: [unclosed", TOKENS)
+
+
+def test_redacted_hides_every_secret() -> None:
+    s = parse(
+        None,
+        {
+            "RELAY_AUTH__BEARER_TOKENS": '["tok-secret"]',
+            "RELAY_AUTH__APP_SECRETS": '["app-secret"]',
+            "RELAY_AUTH__VERIFY_TOKEN": "verify-secret",
+            "RELAY_KAFKA__SASL_PASSWORD": "sasl-secret",
+        },
+    )
+    dumped = str(s.redacted())
+    for secret in ("tok-secret", "app-secret", "verify-secret", "sasl-secret"):
+        assert secret not in dumped
+
+
+def test_record_size_limit_covers_the_body_limit() -> None:
+    s = parse(None, {**TOKENS, "RELAY_SERVER__MAX_BODY_BYTES": "1048576"})
+    assert s.record_size_limit == 1048576 + config.RECORD_OVERHEAD_BYTES
+
+
+def test_load_reads_the_named_file(tmp_path: Path) -> None:
+    path = tmp_path / "relay.yaml"
+    path.write_text("auth:\n  bearer_tokens: [x]\nserver:\n  port: 9999\n")
+    assert config.load(path, {}).server.port == 9999
+    with pytest.raises(ConfigError, match="config file"):
+        config.load(tmp_path / "absent.yaml", {})
