@@ -76,6 +76,7 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._start_error = "kafka producer not started"
         self.readiness = Readiness()
         self.broker_info: dict[str, Any] = {}
 
@@ -199,8 +200,7 @@ class Publisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             await _stop_producer(producer, 1.0)
             error = str(exc) or type(exc).__name__
-            self.readiness.kafka_reason = f"kafka producer cannot start: {error}"
-            self._set_gauges()
+            self._start_error = f"kafka producer cannot start: {error}"
             log.warning("kafka producer start failed; will retry", extra={"error": error})
             return False
         self._producer = producer
@@ -213,7 +213,7 @@ class Publisher:
         producer = self._producer
         wanted = set(self._settings.topics.names().values())
         if producer is None:
-            reason: str | None = "producer not started"
+            reason: str | None = self._start_error
         else:
             try:
                 async with asyncio.timeout(self._settings.kafka.readiness_interval_seconds):

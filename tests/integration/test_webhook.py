@@ -380,7 +380,7 @@ async def test_stalled_body_is_cut_off_with_408(relay_factory: Callable[..., Any
 async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any]) -> None:
     relay = await relay_factory(server={"max_inflight_requests": 1, "body_read_timeout_seconds": 5})
     # Hold the only slot with a request whose body never completes.
-    reader, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
+    _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
     writer.write(
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n{"

@@ -1,0 +1,171 @@
+"""Kafka going away: every request gets a bounded 503, nothing hangs, and the relay heals by
+itself when the broker returns. Uses a private broker this module can stop and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from relay.service import Service
+from relay.topics import create_topics
+from tests import samples
+from tests.brokers import LocalKafka
+from tests.conftest import TOKEN, SettingsFactory, consume, start_relay, wait_ready
+
+PUBLISH_TIMEOUT = 1.5
+# What a 503 may take beyond the publish timeout: scheduling and answer on a busy machine.
+SLACK = 1.5
+
+
+@pytest.fixture(scope="module")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    kafka = LocalKafka(Path(tmp_path_factory.mktemp("outage-kafka")))
+    kafka.start()
+    try:
+        yield kafka
+    finally:
+        kafka.clean()
+
+
+@pytest.fixture
+async def outage_relay(
+    private_kafka: LocalKafka, make_settings: SettingsFactory
+) -> AsyncIterator[Service]:
+    private_kafka.start()  # idempotent: a previous test may have left it stopped
+    settings = make_settings(
+        kafka={
+            "bootstrap_servers": private_kafka.bootstrap_servers,
+            "publish_timeout_seconds": PUBLISH_TIMEOUT,
+            "readiness_interval_seconds": 0.5,
+            "request_timeout_ms": 3000,
+            "restart_backoff_max_seconds": 1,
+        }
+    )
+    service = await start_relay(settings)
+    await wait_ready(service)
+    try:
+        yield service
+    finally:
+        await service.shutdown()
+
+
+async def post(http: aiohttp.ClientSession, service: Service, body: bytes) -> tuple[int, float]:
+    started = time.monotonic()
+    async with http.post(
+        f"http://127.0.0.1:{service.public_port}/webhook",
+        data=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    ) as response:
+        await response.read()
+        assert response.status != 503 or response.headers["Retry-After"]
+        return response.status, time.monotonic() - started
+
+
+async def readyz(http: aiohttp.ClientSession, service: Service) -> tuple[int, dict[str, str]]:
+    async with http.get(f"http://127.0.0.1:{service.admin_port}/readyz") as response:
+        return response.status, await response.json()
+
+
+def status_body(index: int) -> bytes:
+    return samples.body(samples.envelope(samples.status_change(recipient=f"r{index}")))
+
+
+async def test_broker_stopped_gives_bounded_503s_then_heals(
+    outage_relay: Service, private_kafka: LocalKafka
+) -> None:
+    service = outage_relay
+    accepted: list[bytes] = []
+    async with aiohttp.ClientSession() as http:
+        body = status_body(0)
+        assert (await post(http, service, body))[0] == 200
+        accepted.append(body)
+
+        await asyncio.to_thread(private_kafka.stop)
+        # A burst of concurrent requests while the broker is down: all 503, none hangs.
+        results = await asyncio.gather(*(post(http, service, status_body(i)) for i in range(1, 21)))
+        assert {status for status, _ in results} == {503}
+        assert max(elapsed for _, elapsed in results) < PUBLISH_TIMEOUT + SLACK
+
+        async with asyncio.timeout(15):
+            while (await readyz(http, service))[0] != 503:
+                await asyncio.sleep(0.2)
+        _, reason = await readyz(http, service)
+        assert "kafka" in reason["reason"]
+
+        await asyncio.to_thread(private_kafka.start)
+        # Back without restarting the relay: requests succeed again within a bounded time.
+        async with asyncio.timeout(60):
+            while True:
+                body = status_body(100)
+                if (await post(http, service, body))[0] == 200:
+                    accepted.append(body)
+                    break
+                await asyncio.sleep(0.5)
+        for i in range(101, 111):
+            body = status_body(i)
+            assert (await post(http, service, body))[0] == 200
+            accepted.append(body)
+        async with asyncio.timeout(15):
+            while (await readyz(http, service))[0] != 200:
+                await asyncio.sleep(0.2)
+
+    # Every 200 is in Kafka (503'd bodies may be there too: at least once, never less).
+    records = await consume(
+        private_kafka.bootstrap_servers, service.settings.topics.status, expect=len(accepted)
+    )
+    stored = {r.value for r in records}
+    assert all(body in stored for body in accepted)
+
+
+async def test_relay_started_without_a_broker_serves_503_then_heals(
+    private_kafka: LocalKafka, make_settings: SettingsFactory
+) -> None:
+    private_kafka.start()
+    settings = make_settings(
+        kafka={
+            "bootstrap_servers": private_kafka.bootstrap_servers,
+            "publish_timeout_seconds": PUBLISH_TIMEOUT,
+            "readiness_interval_seconds": 0.5,
+            "request_timeout_ms": 3000,
+            "restart_backoff_max_seconds": 1,
+        }
+    )
+    service = Service(settings)
+    await create_topics(settings)
+    await asyncio.to_thread(private_kafka.stop)
+    await service.start()  # must not fail nor block: it comes up not ready
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, reason = await readyz(http, service)
+            assert status == 503
+            assert "kafka" in reason["reason"]
+            status, elapsed = await post(http, service, status_body(1))
+            assert status == 503
+            assert elapsed < 1.0  # no producer: refused at once, not after the timeout
+
+            await asyncio.to_thread(private_kafka.start)
+            await wait_ready(service, within=60)
+            body = status_body(2)
+            assert (await post(http, service, body))[0] == 200
+        [record] = await consume(private_kafka.bootstrap_servers, settings.topics.status, expect=1)
+        assert record.value == body
+    finally:
+        await service.shutdown()
+
+
+async def test_missing_topics_make_the_relay_not_ready(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    service = await start_relay(settings, create=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, reason = await readyz(http, service)
+        assert status == 503
+        assert reason["reason"].startswith("topics missing: ")
+        assert settings.topics.status in reason["reason"]
+    finally:
+        await service.shutdown()
