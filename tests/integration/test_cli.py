@@ -1,0 +1,187 @@
+"""The commands users type: serve, check-config, topics create, tail; and TLS on the listener."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from relay import config
+from tests import samples
+from tests.brokers import free_port
+from tests.conftest import TOKEN, SettingsFactory
+from tests.processes import RELAY, RelayProcess
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    import os
+
+    return subprocess.run(
+        [*RELAY, *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def settings_env(settings: config.Settings) -> dict[str, str]:
+    """The environment that reproduces `settings` for a child process."""
+    env = {
+        "RELAY_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "RELAY_AUTH__BEARER_TOKENS": json.dumps(settings.auth.bearer_tokens),
+    }
+    for event_type, name in settings.topics.names().items():
+        env[f"RELAY_TOPICS__{event_type.value.upper()}"] = name
+    return env
+
+
+def test_check_config_prints_the_effective_config_redacted() -> None:
+    result = run_cli(
+        "check-config",
+        env={
+            "RELAY_AUTH__BEARER_TOKENS": '["very-secret-token"]',
+            "RELAY_SERVER__PORT": "9999",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["server"]["port"] == 9999
+    assert printed["auth"]["bearer_tokens"] == ["***"]
+    assert "very-secret-token" not in result.stdout
+
+
+def test_bad_config_names_every_bad_key_and_nothing_listens(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "relay.yaml"
+    path.write_text(f"server:\n  port: {port}\n  max_body_bytes: small\nkafka:\n  lingr_ms: 5\n")
+    result = run_cli(
+        "serve",
+        "--config",
+        str(path),
+        env={"RELAY_SERVER__HOST": "127.0.0.1", "RELAY_LOG__LEVEL": "LOUD"},
+    )
+    assert result.returncode == 2
+    for key in ("server.max_body_bytes", "kafka.lingr_ms", "log.level"):
+        assert key in result.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing was listening
+
+
+def test_serve_refuses_to_start_without_credentials() -> None:
+    result = run_cli("serve", env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
+    assert result.returncode == 2
+    assert "no credential configured" in result.stderr
+
+
+async def test_topics_create_sizes_topics_for_the_body_limit(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings()
+    env = {**settings_env(settings), "RELAY_TOPICS__PARTITIONS": "2"}
+    first = run_cli("topics", "create", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count(": created") == 5
+    again = run_cli("topics", "create", env=env)
+    assert again.returncode == 0
+    assert again.stdout.count(": exists") == 5
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([settings.topics.status])
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, settings.topics.status)]
+        )
+    finally:
+        await admin.close()
+    assert len(described[0]["partitions"]) == 2
+    entries = {entry[0]: entry[1] for entry in configs[0].resources[0][4]}
+    assert int(entries["max.message.bytes"]) == settings.record_size_limit
+    assert settings.record_size_limit > settings.server.max_body_bytes
+
+
+async def test_tail_prints_key_headers_and_value(relay_factory: Callable[..., Any]) -> None:
+    relay = await relay_factory()
+    body = samples.body(samples.envelope(samples.message_change(sender="777")))
+    assert (await relay.post(body)).status == 200
+    result = run_cli(
+        "tail", "message", "--from-beginning", "--max", "1", "--idle", "10",
+        env=settings_env(relay.settings),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"key={samples.PHONE_NUMBER_ID}:777" in result.stdout
+    assert "ce_type: whatsapp.message" in result.stdout
+    assert body.decode() in result.stdout
+
+
+async def test_serve_process_accepts_a_webhook(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    env = settings_env(settings)
+    assert run_cli("topics", "create", env=env).returncode == 0
+    relay = RelayProcess(env, tmp_path / "relay.log").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = samples.body(samples.envelope(samples.account_change()))
+            async with http.post(
+                relay.url,
+                data=body,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            ) as response:
+                assert response.status == 200
+    finally:
+        relay.terminate()
+        assert relay.wait(within=15) == 0
+    log = relay.log()
+    startup = next(json.loads(line) for line in log.splitlines() if '"relay serving"' in line)
+    assert startup["runtime"]["event_loop"] == "uvloop"
+    assert startup["runtime"]["aiohttp_c_parser"] is True
+    assert startup["runtime"]["aiokafka_c_records"] is True
+    assert startup["kafka"]["produce_api_versions"]
+    assert startup["config"]["auth"]["bearer_tokens"] == ["***", "***"]
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def test_tls_listener_serves_https(
+    relay_factory: Callable[..., Any], tls_ca: trustme.CA, tmp_path: Path
+) -> None:
+    cert = tls_ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    relay = await relay_factory(
+        server={"tls_cert_file": str(cert_file), "tls_key_file": str(key_file)}
+    )
+    client_context = ssl.create_default_context()
+    tls_ca.configure_trust(client_context)
+    body = samples.body(samples.envelope(samples.template_change()))
+    url = f"https://127.0.0.1:{relay.service.public_port}/webhook"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=body, headers=headers, ssl=client_context) as response:
+            assert response.status == 200
+        # Plain HTTP on the TLS port gets no webhook through.
+        plain = url.replace("https://", "http://")
+        started = time.monotonic()
+        with pytest.raises(aiohttp.ClientError):
+            async with http.post(plain, data=body, headers=headers) as response:
+                await response.read()
+        assert time.monotonic() - started < 10
