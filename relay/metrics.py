@@ -151,9 +151,16 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # The gauges below are read when scraped (`set_function`), from the state they
+        # describe, so they can never drift from it.
         self.inflight = Gauge(
             f"{PREFIX}_inflight_requests",
             "Webhook requests being handled now.",
+            registry=r,
+        )
+        self.inflight_limit = Gauge(
+            f"{PREFIX}_inflight_limit",
+            "The in-flight cap (server.max_inflight_requests); past it requests get 503.",
             registry=r,
         )
         self.kafka_ready = Gauge(

@@ -43,21 +43,27 @@ class PublishFailed(Exception):
 
 
 class Readiness:
-    """Why the relay is or is not ready; read by /readyz and the webhook handler."""
+    """Why the relay is or is not ready; read by /readyz and the metrics gauges.
 
-    def __init__(self) -> None:
-        self.producer_running = False
-        self.kafka_reason: str | None = "producer not started"
+    Producer liveness is asked at read time rather than cached, so a producer that just died
+    turns readiness off before the supervisor has noticed.
+    """
+
+    def __init__(self, producer_alive: Callable[[], bool]) -> None:
+        self._producer_alive = producer_alive
+        self.kafka_reason: str | None = "kafka producer not started"
         self.shutting_down = False
 
     @property
     def kafka_ready(self) -> bool:
-        return self.producer_running and self.kafka_reason is None
+        return self.kafka_reason is None and self._producer_alive()
 
     @property
     def reason(self) -> str | None:
         if self.shutting_down:
             return "shutting down"
+        if self.kafka_reason is None and not self._producer_alive():
+            return "kafka producer not running"
         return self.kafka_reason
 
 
@@ -77,7 +83,7 @@ class Publisher:
         self._supervisor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._start_error = "kafka producer not started"
-        self.readiness = Readiness()
+        self.readiness = Readiness(self.producer_alive)
         self.broker_info: dict[str, Any] = {}
 
     def _default_producer(self) -> AIOKafkaProducer:
@@ -107,7 +113,6 @@ class Publisher:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
         producer, self._producer = self._producer, None
-        self.readiness.producer_running = False
         if producer is None:
             return True
         return await _stop_producer(producer, within_seconds)
@@ -152,6 +157,9 @@ class Publisher:
 
     # -- supervision ------------------------------------------------------------------------
 
+    def producer_alive(self) -> bool:
+        return self._producer is not None and self._alive(self._producer)
+
     @staticmethod
     def _alive(producer: AIOKafkaProducer) -> bool:
         # aiokafka has no public "is it healthy" call; its sender task ending is the signal
@@ -190,7 +198,6 @@ class Publisher:
         if producer is not None:
             log.error("kafka producer died; rebuilding it", extra={"event": "producer_died"})
             self._producer = None
-            self.readiness.producer_running = False
             self._metrics.producer_restarts.inc()
             await _stop_producer(producer, 1.0)
         producer = self._factory()
@@ -204,7 +211,6 @@ class Publisher:
             log.warning("kafka producer start failed; will retry", extra={"error": error})
             return False
         self._producer = producer
-        self.readiness.producer_running = True
         self.broker_info = _broker_info(producer)
         log.info("kafka producer started", extra=self.broker_info)
         return True
@@ -225,16 +231,6 @@ class Publisher:
         if reason != self.readiness.kafka_reason:
             log.info("kafka readiness changed", extra={"ready": reason is None, "reason": reason})
         self.readiness.kafka_reason = reason
-        self._set_gauges()
-
-    def _set_gauges(self) -> None:
-        self._metrics.kafka_ready.set(1 if self.readiness.kafka_ready else 0)
-        ready = self.readiness.kafka_ready and not self.readiness.shutting_down
-        self._metrics.ready.set(1 if ready else 0)
-
-    def mark_shutting_down(self) -> None:
-        self.readiness.shutting_down = True
-        self._set_gauges()
 
 
 async def _stop_producer(producer: AIOKafkaProducer, within_seconds: float) -> bool:

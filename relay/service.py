@@ -25,7 +25,7 @@ from relay import __version__, runtime
 from relay.admin import build_admin_app
 from relay.config import Settings
 from relay.metrics import Metrics
-from relay.publish import Publisher
+from relay.publish import ProducerFactory, Publisher
 from relay.webhook import WebhookHandler
 
 log = logging.getLogger("relay.service")
@@ -36,7 +36,9 @@ _LINGER_SECONDS = 0.5
 
 
 class Service:
-    def __init__(self, settings: Settings, *, publisher: Publisher | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, producer_factory: ProducerFactory | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics(
             __version__,
@@ -44,9 +46,14 @@ class Service:
             app_secrets=len(settings.auth.app_secrets),
             unrouted_fields=(f for f, t in settings.routing.fields.items() if t == "unrouted"),
         )
-        self.publisher = publisher or Publisher(settings, self.metrics)
+        self.publisher = Publisher(settings, self.metrics, producer_factory=producer_factory)
         self.readiness = self.publisher.readiness
         self.handler = WebhookHandler(settings, self.metrics, self.publisher, self.readiness)
+        readiness, handler = self.readiness, self.handler
+        self.metrics.inflight.set_function(lambda: handler.inflight)
+        self.metrics.inflight_limit.set(settings.server.max_inflight_requests)
+        self.metrics.kafka_ready.set_function(lambda: int(readiness.kafka_ready))
+        self.metrics.ready.set_function(lambda: int(readiness.reason is None))
         self._public: web.ServerRunner | None = None
         self._admin: web.AppRunner | None = None
         self._public_site: web.TCPSite | None = None
@@ -99,7 +106,7 @@ class Service:
     async def shutdown(self) -> None:
         started = time.monotonic()
         bound = self.settings.shutdown.timeout_seconds
-        self.publisher.mark_shutting_down()
+        self.readiness.shutting_down = True
         log.info("shutting down", extra={"inflight": self.handler.inflight})
         if self.settings.shutdown.drain_seconds:
             await asyncio.sleep(self.settings.shutdown.drain_seconds)

@@ -148,7 +148,6 @@ class WebhookHandler:
             )
         self._inflight += 1
         self._idle.clear()
-        self._metrics.inflight.inc()
         try:
             outcome = await self._accept(request, request_id, received_at)
             return outcome, self._answer(outcome)
@@ -158,7 +157,6 @@ class WebhookHandler:
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
-            self._metrics.inflight.dec()
 
     async def _accept(
         self, request: web.BaseRequest, request_id: str, received_at: float

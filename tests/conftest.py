@@ -21,7 +21,7 @@ from aiokafka.structs import TopicPartition
 from relay import config
 from relay.service import Service
 from relay.topics import create_topics
-from tests.brokers import bootstrap_for_session
+from tests.brokers import LocalKafka, bootstrap_for_session
 
 TOKEN = "test-token-0123456789"
 SECOND_TOKEN = "test-token-rotated-abcdef"
@@ -36,6 +36,17 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
     finally:
         cleanup()
+
+
+@pytest.fixture(scope="session")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A second broker, private to the tests that stop and restart it to stage outages.
+    Tests start it on entry (idempotent) since an earlier test may have left it stopped."""
+    kafka = LocalKafka(tmp_path_factory.mktemp("private-kafka"))
+    try:
+        yield kafka
+    finally:
+        kafka.clean()
 
 
 SettingsFactory = Callable[..., config.Settings]

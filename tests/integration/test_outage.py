@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,16 +19,6 @@ from tests.conftest import TOKEN, SettingsFactory, consume, start_relay, wait_re
 PUBLISH_TIMEOUT = 1.5
 # What a 503 may take beyond the publish timeout: scheduling and answer on a busy machine.
 SLACK = 1.5
-
-
-@pytest.fixture(scope="module")
-def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    kafka = LocalKafka(Path(tmp_path_factory.mktemp("outage-kafka")))
-    kafka.start()
-    try:
-        yield kafka
-    finally:
-        kafka.clean()
 
 
 @pytest.fixture

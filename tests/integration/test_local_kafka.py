@@ -1,0 +1,243 @@
+"""scripts/local-kafka against a real broker: a private instance in a tmp dir on free ports.
+
+Nothing is mocked: these tests start and stop Apache Kafka's own broker (two starts for the
+module, about 5-10 s each once the jars are cached) and never touch the shared session broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.brokers import (
+    LOCAL_KAFKA_SCRIPT,
+    LocalKafka,
+    bootstrap_for_session,
+    free_port,
+    run_local_kafka,
+)
+
+_HAVE_JAVA = bool(os.environ.get("JAVA_HOME") or shutil.which("java"))
+needs_java = pytest.mark.skipif(not _HAVE_JAVA, reason="scripts/local-kafka needs Java 17+")
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/cmdline").exists(), reason="process checks read /proc (Linux)"
+)
+
+
+def _process_alive(pid: int) -> bool:
+    """True while the process exists and has not exited (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state letter follows the parenthesised command name, which may itself hold spaces.
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _broker_pids(kafka: LocalKafka) -> list[int]:
+    """Pids of live kafka.Kafka processes running this instance's configuration."""
+    config = str(kafka.state_dir / "server.properties")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "kafka.Kafka" in args and config in args and _process_alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """One private instance for the module; tests start/stop it as they need (both idempotent)."""
+    instance = LocalKafka(tmp_path_factory.mktemp("local-kafka") / "state")
+    try:
+        yield instance
+    finally:
+        # Whatever happened, leave no broker behind.
+        instance.clean()
+
+
+@needs_java
+@needs_proc
+def test_start_prints_the_bootstrap_address_last(kafka: LocalKafka) -> None:
+    kafka.stop()
+    result = kafka.run("start", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"127.0.0.1:{kafka.port}"
+    # Progress goes to stderr: stdout is only the address, so `$(scripts/local-kafka start)` works.
+    assert result.stdout.strip() == f"127.0.0.1:{kafka.port}"
+    with socket.create_connection(("127.0.0.1", kafka.port), timeout=5):
+        pass
+
+
+@needs_java
+@needs_proc
+def test_second_start_is_idempotent(kafka: LocalKafka) -> None:
+    address = kafka.start()
+    pid = kafka.pid()
+    assert pid is not None
+    assert _broker_pids(kafka) == [pid]
+
+    result = kafka.run("start")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == address
+    assert kafka.pid() == pid
+    assert _broker_pids(kafka) == [pid]
+
+
+@needs_java
+def test_status_exit_codes(kafka: LocalKafka) -> None:
+    address = kafka.start()
+    running = kafka.run("status")
+    assert running.returncode == 0
+    assert running.stdout.startswith(f"running {address}")
+
+    kafka.stop()
+    stopped = kafka.run("status")
+    assert stopped.returncode != 0
+    assert stopped.stdout.startswith(f"stopped {address}")
+
+
+@needs_java
+@needs_proc
+def test_stop_leaves_no_process_and_is_idempotent(kafka: LocalKafka) -> None:
+    kafka.start()
+    pid = kafka.pid()
+    assert pid is not None
+
+    result = kafka.run("stop")
+    assert result.returncode == 0, result.stderr
+    assert not _process_alive(pid)
+    assert _broker_pids(kafka) == []
+    assert not (kafka.state_dir / "kafka.pid").exists()
+    assert not kafka.is_running()
+
+    again = kafka.run("stop")
+    assert again.returncode == 0, again.stderr
+
+
+@needs_java
+async def test_topic_and_records_survive_stop_and_start(kafka: LocalKafka) -> None:
+    bootstrap = await asyncio.to_thread(kafka.start)
+    topic = f"local-kafka-test-{uuid.uuid4().hex[:8]}"
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"before-restart", key=b"k")
+    finally:
+        await producer.stop()
+
+    await asyncio.to_thread(kafka.stop)
+    assert not await asyncio.to_thread(kafka.is_running)
+    assert await asyncio.to_thread(kafka.start) == bootstrap
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        assert topic in await admin.list_topics()
+    finally:
+        await admin.close()
+
+    # No consumer group: assigning the partition directly avoids a group join and its delay.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, sent.partition)])
+        record = await asyncio.wait_for(consumer.getone(), timeout=30)
+    finally:
+        await consumer.stop()
+    assert (record.key, record.value, record.offset) == (b"k", b"before-restart", sent.offset)
+
+
+def test_start_fails_fast_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        instance = LocalKafka(tmp_path / "state", squatter.getsockname()[1])
+        result = instance.run("start", timeout=30)
+    assert result.returncode != 0
+    assert "already in use" in result.stderr
+    assert not instance.is_running()
+
+
+def test_start_refuses_java_older_than_17(tmp_path: Path) -> None:
+    java_home = tmp_path / "jdk11"
+    (java_home / "bin").mkdir(parents=True)
+    fake_java = java_home / "bin" / "java"
+    # Answers the script's version probe the way a Java 11 runtime does (on stderr).
+    fake_java.write_text(
+        "#!/bin/sh\n"
+        "echo 'Property settings:' >&2\n"
+        "echo '    java.specification.version = 11' >&2\n"
+        "echo 'openjdk version \"11.0.24\" 2024-07-16' >&2\n"
+    )
+    fake_java.chmod(0o755)
+    instance = LocalKafka(tmp_path / "state")
+    result = run_local_kafka("start", env={**instance.env, "JAVA_HOME": str(java_home)})
+    assert result.returncode != 0
+    assert "Java 17" in result.stderr
+    assert not (tmp_path / "state").exists(), "nothing should be created before the checks pass"
+
+
+def test_start_explains_missing_java(tmp_path: Path) -> None:
+    # A PATH with the few tools the script needs before it looks for java, and no java.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "rm", "tr", "sed", "head", "ps"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    instance = LocalKafka(tmp_path / "state")
+    result = run_local_kafka("start", env={**instance.env, "JAVA_HOME": "", "PATH": str(bin_dir)})
+    assert result.returncode != 0
+    assert "java not found" in result.stderr
+
+
+def test_clean_refuses_a_directory_it_did_not_create(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    result = run_local_kafka("clean", env={"LOCAL_KAFKA_DIR": str(precious)})
+    assert result.returncode != 0
+    assert "refusing" in result.stderr
+    assert (precious / "keep.txt").read_text() == "mine"
+
+
+def test_session_broker_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-a:9092,kafka-b:9092")
+    bootstrap, cleanup = bootstrap_for_session()
+    assert bootstrap == "kafka-a:9092,kafka-b:9092"
+    cleanup()  # a broker the session did not start is left alone
+
+
+def test_script_is_executable() -> None:
+    assert os.access(LOCAL_KAFKA_SCRIPT, os.X_OK)
+
+
+def test_free_port_is_bindable() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
