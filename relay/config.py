@@ -48,6 +48,8 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     body_read_timeout_seconds: PositiveSeconds = 10.0
     max_inflight_requests: int = Field(default=512, ge=1)
+    # Bodies held at once: what bounds memory, since one request may carry max_body_bytes.
+    max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     retry_after_seconds: int = Field(default=5, ge=0)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None

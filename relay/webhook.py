@@ -73,6 +73,7 @@ class WebhookHandler:
         self._max_body = server.max_body_bytes
         self._read_timeout = server.body_read_timeout_seconds
         self._max_inflight = server.max_inflight_requests
+        self._max_inflight_bytes = server.max_inflight_bytes
         self._retry_after = str(server.retry_after_seconds)
         self._verify_token = (
             settings.auth.verify_token.encode() if settings.auth.verify_token else None
@@ -84,6 +85,7 @@ class WebhookHandler:
         self._publisher = publisher
         self._readiness = readiness
         self._inflight = 0
+        self._inflight_bytes = 0
         self._idle = asyncio.Event()
         self._idle.set()
         # Set once the listener stops accepting: answer 503 and close, so keep-alive clients
@@ -142,11 +144,17 @@ class WebhookHandler:
         received_at = time.time()
         if self.closing:
             return self._reject(request_id, _Rejected(Outcome.SHUTTING_DOWN, "shutting down", True))
-        if self._inflight >= self._max_inflight:
+        # A body of unknown length (chunked) may grow to the limit: budget for that.
+        length = request.content_length
+        reserved = self._max_body if length is None else min(length, self._max_body)
+        if self._inflight >= self._max_inflight or (
+            self._inflight and self._inflight_bytes + reserved > self._max_inflight_bytes
+        ):
             return self._reject(
                 request_id, _Rejected(Outcome.OVERLOADED, "in-flight cap reached", True)
             )
         self._inflight += 1
+        self._inflight_bytes += reserved
         self._idle.clear()
         try:
             outcome = await self._accept(request, request_id, received_at)
@@ -155,6 +163,7 @@ class WebhookHandler:
             return self._reject(request_id, rejected)
         finally:
             self._inflight -= 1
+            self._inflight_bytes -= reserved
             if not self._inflight:
                 self._idle.set()
 

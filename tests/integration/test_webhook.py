@@ -402,6 +402,30 @@ async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any
     assert 'whatsapp_relay_requests_total{outcome="overloaded"} 1.0' in metrics
 
 
+async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any]) -> None:
+    relay = await relay_factory(server={"max_inflight_bytes": 4096, "body_read_timeout_seconds": 5})
+    # One request announcing 3000 bytes holds most of the budget while its body trickles.
+    _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 3000\r\n\r\n{"
+    )
+    await writer.drain()
+    try:
+        async with asyncio.timeout(5):
+            while relay.service.handler.inflight == 0:
+                await asyncio.sleep(0.01)
+        small = samples.body(samples.envelope(samples.template_change()))
+        assert len(small) < 1096
+        assert (await relay.post(small)).status == 200  # fits next to it
+        big = samples.body(samples.envelope(samples.message_change(text="x" * 1500)))
+        response = await relay.post(big)
+        assert response.status == 503  # would exceed the budget
+        assert response.headers["Retry-After"]
+    finally:
+        writer.close()
+
+
 # -- Meta's verification handshake --------------------------------------------------------
 
 
