@@ -157,7 +157,7 @@ class WebhookHandler:
         self._inflight_bytes += reserved
         self._idle.clear()
         try:
-            outcome = await self._accept(request, request_id, received_at)
+            outcome = await self._accept(request, request_id, received_at, length)
             return outcome, self._answer(outcome)
         except _Rejected as rejected:
             return self._reject(request_id, rejected)
@@ -168,7 +168,7 @@ class WebhookHandler:
                 self._idle.set()
 
     async def _accept(
-        self, request: web.BaseRequest, request_id: str, received_at: float
+        self, request: web.BaseRequest, request_id: str, received_at: float, length: int | None
     ) -> Outcome:
         credentials: tuple[str, ...] = ()
         if self._auth.needs_bearer:
@@ -177,7 +177,6 @@ class WebhookHandler:
                 raise self._unauthorized(result.failure, close=True)
             credentials = result.credentials
 
-        length = request.content_length
         if length is not None and length > self._max_body:
             raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "content-length above limit", True)
         if request.content_type != _JSON:
