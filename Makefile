@@ -41,6 +41,14 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## bench: throughput, latency and cost on one pinned core; fails on any lost record (docs/benchmark.md)
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## bench-smoke: the same for a few seconds (make test runs it too, in tests/bench)
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke
+
 kafka-start:
 	scripts/local-kafka start
 

@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from relay import config
@@ -53,9 +55,10 @@ SettingsFactory = Callable[..., config.Settings]
 
 
 @pytest.fixture
-def make_settings(kafka_bootstrap: str) -> SettingsFactory:
+async def make_settings(kafka_bootstrap: str) -> AsyncIterator[SettingsFactory]:
     """Settings on loopback, ephemeral ports, topics unique to the test, plus overrides given
-    as `section={key: value}` keyword arguments."""
+    as `section={key: value}` keyword arguments. The test's topics are deleted afterwards, so
+    a long-lived development broker does not fill up with them."""
     suffix = uuid.uuid4().hex[:10]
 
     def build(**overrides: dict[str, Any]) -> config.Settings:
@@ -75,7 +78,21 @@ def make_settings(kafka_bootstrap: str) -> SettingsFactory:
             data.setdefault(section, {}).update(values)
         return config.Settings.model_validate(data)
 
-    return build
+    yield build
+    await _delete_topics(kafka_bootstrap, prefix=f"test.{suffix}.")
+
+
+async def _delete_topics(bootstrap: str, *, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    except KafkaError:
+        pass  # a private broker a test stopped; its state dir is deleted with it
+    finally:
+        await admin.close()
 
 
 @dataclass

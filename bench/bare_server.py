@@ -1,0 +1,58 @@
+"""Reference point for the benchmark: the cheapest useful webhook endpoint, publishing nothing.
+
+aiohttp on uvloop, no access log; it checks the bearer token (constant time, as bytes) and parses
+the body with orjson, then answers 200. Whatever the relay does beyond this (classification,
+Kafka, metrics, headers) is the gap between its figure and this one.
+
+    python bench/bare_server.py --port 8090 --token bench-token
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+
+import orjson
+import uvloop
+from aiohttp import web
+
+
+def make_app(token: str, path: str) -> web.Application:
+    expected = b"Bearer " + token.encode()
+
+    async def webhook(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(auth, expected):
+            return web.Response(status=401)
+        try:
+            doc = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return web.Response(status=400)
+        if not isinstance(doc, dict):
+            return web.Response(status=400)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post(path, webhook)
+    return app
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8090)
+    ap.add_argument("--path", default="/webhook")
+    ap.add_argument("--token", default="bench-token")
+    args = ap.parse_args()
+    web.run_app(
+        make_app(args.token, args.path),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        loop=uvloop.new_event_loop(),
+    )
+
+
+if __name__ == "__main__":
+    main()

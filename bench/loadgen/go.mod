@@ -1,0 +1,3 @@
+module whatsapp-relay/bench/loadgen
+
+go 1.22

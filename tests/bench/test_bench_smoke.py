@@ -1,0 +1,64 @@
+"""The benchmark harness, run for a few seconds so it never rots (the full `make bench` is not
+part of the suite).
+
+It runs bench/run.py --smoke as users run `make bench`: the real relay (`whatsapp-relay serve`)
+in a subprocess, the Go load generator, a closed loop and one open-loop rate, then reads every
+topic back and reconciles. Only correctness is asserted: the run completed and no acknowledged
+webhook is missing from Kafka. Timings are never asserted; they depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "bench" / "run.py"
+LOADGEN = REPO / "bench" / "bin" / "loadgen"
+
+
+def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
+    if shutil.which("go") is None and not LOADGEN.exists():
+        pytest.skip("Go is needed to build the benchmark's load generator (bench/loadgen)")
+    output = tmp_path / "smoke.json"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--output", str(output)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    report = f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, report
+    result = json.loads(output.read_text())
+
+    assert result["ok"], report
+    assert result["problems"] == [], report
+    recon = result["reconciliation"]
+    assert recon["ok"], report
+    assert recon["answered_200"] > 0, report
+    assert sum(recon["lost"].values()) == 0, report
+    assert recon["foreign"] == 0, report
+    assert recon["misrouted"] == {}, report
+    # Every 200 has its records, type by type. (More is allowed only for requests that got no
+    # 200, which the harness has checked: at least once.)
+    for event_type, expected in recon["expected"].items():
+        assert recon["found"][event_type] >= expected, report
+    assert all(recon["expected"][t] > 0 for t in ("message", "status")), report
+    assert recon["records_consumed"] == sum(recon["found"].values()), report
+
+    phases = result["closed_loop"] + result["open_loop"]
+    assert [p["mode"] for p in phases] == ["closed", "open"], report
+    for phase in phases:
+        assert phase["acked_rps"] > 0, report
+        assert phase["by_status"].get("200", 0) > 0, report
+    assert result["relay"]["exit_code"] == 0, report
