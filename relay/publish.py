@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +21,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from relay.config import Settings
+from relay.deadlines import Deadlines
 from relay.kafka_options import connection_options
 from relay.metrics import Metrics, Outcome, PublishError
 from relay.records import Record
@@ -31,6 +34,23 @@ log = logging.getLogger("relay.publish")
 ProducerFactory = Callable[[], AIOKafkaProducer]
 
 _FIRST_BACKOFF = 0.5
+
+
+class CachedPartitioner:
+    """Kafka's default partitioning (murmur2, as the Java client), with the hash memoised.
+
+    aiokafka's murmur2 is pure Python (about 3 µs a key) and keys repeat: a conversation's
+    messages and statuses share one. The partition chosen is exactly the default one.
+    """
+
+    def __init__(self, cache_size: int = 65536) -> None:
+        self._hash = functools.lru_cache(maxsize=cache_size)(murmur2)
+        self._keyless = DefaultPartitioner()
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(self._keyless(key, all_partitions, available))
+        return all_partitions[(int(self._hash(key)) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 class PublishFailed(Exception):
@@ -77,7 +97,7 @@ class Publisher:
     ) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._timeout = settings.kafka.publish_timeout_seconds
+        self._deadlines = Deadlines(settings.kafka.publish_timeout_seconds)
         self._factory = producer_factory or self._default_producer
         self._producer: AIOKafkaProducer | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -96,6 +116,7 @@ class Publisher:
             linger_ms=kafka.linger_ms,
             max_batch_size=kafka.max_batch_size,
             max_request_size=self._settings.record_size_limit,
+            partitioner=CachedPartitioner(),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -103,6 +124,7 @@ class Publisher:
     async def start(self) -> None:
         """Start supervising; the first producer start is tried at once but never fatal, so
         the relay comes up (not ready) while Kafka is away and heals when it returns."""
+        self._deadlines.start()
         healthy = await self._ensure_producer()
         await self._check_topics()
         self._supervisor = asyncio.create_task(self._supervise(healthy), name="kafka-supervisor")
@@ -112,6 +134,7 @@ class Publisher:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
+        await self._deadlines.stop()
         producer, self._producer = self._producer, None
         if producer is None:
             return True
@@ -127,17 +150,19 @@ class Publisher:
                 Outcome.KAFKA_UNAVAILABLE, PublishError.UNAVAILABLE, "producer is not running"
             )
         started = time.perf_counter()
+        deadline = self._deadlines.arm()
         try:
-            async with asyncio.timeout(self._timeout):
-                # send() only queues the record (it may wait for metadata or batch space);
-                # the futures resolve when the broker acknowledges.
-                futures = [
-                    await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-                    for r in records
-                ]
-                for future in futures:
-                    await future
-        except TimeoutError:
+            # send() only queues the record (it may wait for metadata or batch space); the
+            # futures resolve when the broker acknowledges.
+            futures = [
+                await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
+            ]
+            for future in futures:
+                await future
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            self._deadlines.absorb()
             raise PublishFailed(
                 Outcome.PUBLISH_TIMEOUT, PublishError.TIMEOUT, "no acknowledgement in time"
             ) from None
@@ -153,6 +178,8 @@ class Publisher:
             raise PublishFailed(
                 Outcome.KAFKA_UNAVAILABLE, PublishError.KAFKA_ERROR, str(exc)
             ) from exc
+        finally:
+            deadline.disarm()
         self._metrics.publish_duration.observe(time.perf_counter() - started)
 
     # -- supervision ------------------------------------------------------------------------

@@ -6,9 +6,10 @@ signature and could change non-ASCII escapes that consumers verify or compare.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import time as _time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from relay.classify import EventGroup
 from relay.config import EventType
@@ -29,8 +30,16 @@ class Record:
     headers: Headers
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(second))
+
+
 def rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """RFC 3339 UTC with microseconds; the calendar part is formatted once per second."""
+    second = int(timestamp)
+    micros = int((timestamp - second) * 1_000_000)
+    return f"{_utc_second(second)}.{micros:06d}Z"
 
 
 def build_records(

@@ -84,6 +84,7 @@ class Service:
         )
         await self._public_site.start()
         self.public_port = self._public_site.port
+        runtime.tune_gc()
         log.info(
             "relay serving",
             extra={

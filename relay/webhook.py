@@ -235,6 +235,11 @@ class WebhookHandler:
         return Outcome.ACCEPTED
 
     async def _read_body(self, request: web.BaseRequest, length: int | None) -> bytes:
+        content = request.content
+        if length is not None and content.is_eof():
+            # The whole body came with the headers (the usual case for webhooks): nothing to
+            # wait for, so no timer to arm and cancel on the hot path.
+            return await content.read()
         try:
             async with asyncio.timeout(self._read_timeout):
                 if length is not None:

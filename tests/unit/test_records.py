@@ -1,5 +1,7 @@
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from relay.classify import EventGroup
 from relay.config import EventType
@@ -54,8 +56,12 @@ def test_empty_key_has_no_subject() -> None:
     assert "ce_subject" not in headers
 
 
-def test_rfc3339_is_utc_and_parses_back() -> None:
-    stamp = rfc3339(1764100000.123456)
+@pytest.mark.parametrize(
+    "timestamp", [0.0, 0.5, 1764100000.123456, 1764100059.999999, 4102444800.0]
+)
+def test_rfc3339_is_utc_and_parses_back(timestamp: float) -> None:
+    stamp = rfc3339(timestamp)
     assert stamp.endswith("Z")
+    assert len(stamp) == len("2026-11-25T21:05:05.131009Z")
     parsed = datetime.fromisoformat(stamp)
-    assert parsed == datetime.fromtimestamp(1764100000.123456, UTC)
+    assert abs(parsed - datetime.fromtimestamp(timestamp, UTC)) <= timedelta(microseconds=1)
