@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from relay.metrics import AuthFailure, credential_label
 
 SIGNATURE_PREFIX = b"sha256="
 
 
-@dataclass(slots=True, frozen=True)
-class AuthResult:
+class AuthResult(NamedTuple):
     failure: AuthFailure | None = None
     credentials: tuple[str, ...] = ()
 

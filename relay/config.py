@@ -94,7 +94,9 @@ class KafkaConfig(_Section):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
-    linger_ms: int = Field(default=2, ge=0)
+    # 0: aiokafka keeps one produce request in flight per broker, so under load records batch
+    # up behind it anyway; waiting longer only adds latency (see docs/benchmark.md).
+    linger_ms: int = Field(default=0, ge=0)
     max_batch_size: int = Field(default=256 * 1024, ge=1024)
     request_timeout_ms: int = Field(default=30000, ge=1000)
     readiness_interval_seconds: PositiveSeconds = 5.0

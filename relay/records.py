@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time as _time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from relay.classify import EventGroup
 from relay.config import EventType
@@ -21,8 +21,7 @@ CE_TYPES = {t: f"whatsapp.{t.value}".encode() for t in EventType}
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(slots=True, frozen=True)
-class Record:
+class Record(NamedTuple):
     event_type: EventType
     topic: str
     key: bytes
