@@ -110,6 +110,9 @@ def _run(coro: Coroutine[Any, Any, Any], *, result_is_count: bool = False) -> in
             result = asyncio.run(coro)
     except KeyboardInterrupt:
         return 0
+    except runtime.StartupError as exc:
+        logging.getLogger("relay").error("cannot start", extra={"error": str(exc)})
+        return EXIT_FAILURE
     except OSError as exc:  # e.g. the port is taken: the message says it all
         logging.getLogger("relay").error("cannot start", extra={"error": str(exc)})
         return EXIT_FAILURE

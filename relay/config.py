@@ -54,6 +54,9 @@ class ServerConfig(_Section):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     access_log: bool = False
+    # Without the compiled HTTP parser and Kafka record code the relay runs several times
+    # slower; refuse to start rather than degrade silently, unless told otherwise.
+    require_c_extensions: bool = True
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:

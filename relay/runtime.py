@@ -29,12 +29,30 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+class StartupError(Exception):
+    """The relay cannot run as configured; the message says why and what to do."""
+
+
+def missing_c_extensions() -> list[str]:
+    facts = describe_extensions()
+    return [name for name in ("aiohttp_c_parser", "aiokafka_c_records") if not facts[name]]
+
+
+def describe_extensions() -> dict[str, bool]:
+    import aiohttp.http_parser as http_parser
+    import aiokafka.record.default_records as records
+
+    return {
+        # The C parser is what aiohttp's speed rests on; without it parsing is pure Python.
+        "aiohttp_c_parser": http_parser.HttpRequestParser.__module__ == "aiohttp._http_parser",
+        "aiokafka_c_records": "._crecords." in records.DefaultRecordBatchBuilder.__module__,
+    }
+
+
 def describe() -> dict[str, Any]:
     """Versions and accelerations in use, for the start-up log."""
     import aiohttp
-    import aiohttp.http_parser as http_parser
     import aiokafka
-    import aiokafka.record.default_records as records
     import orjson
 
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -42,9 +60,7 @@ def describe() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "event_loop": loop,
         "aiohttp": aiohttp.__version__,
-        # The C parser is what aiohttp's speed rests on; without it parsing is pure Python.
-        "aiohttp_c_parser": http_parser.HttpRequestParser.__module__ == "aiohttp._http_parser",
         "aiokafka": aiokafka.__version__,
-        "aiokafka_c_records": "._crecords." in records.DefaultRecordBatchBuilder.__module__,
         "orjson": orjson.__version__,
+        **describe_extensions(),
     }

@@ -63,6 +63,16 @@ class Service:
 
     async def start(self) -> None:
         server, admin = self.settings.server, self.settings.admin
+        missing = runtime.missing_c_extensions()
+        if missing and server.require_c_extensions:
+            raise runtime.StartupError(
+                f"compiled extensions missing: {', '.join(missing)} (reinstall aiohttp and "
+                "aiokafka from their wheels, unset AIOHTTP_NO_EXTENSIONS / "
+                "AIOKAFKA_NO_EXTENSIONS, or set server.require_c_extensions: false to run "
+                "slower)"
+            )
+        if missing:
+            log.warning("running without compiled extensions", extra={"missing": missing})
         self._admin = web.AppRunner(build_admin_app(self.metrics, self.readiness), access_log=None)
         await self._admin.setup()
         admin_site = web.TCPSite(self._admin, admin.host, admin.port)

@@ -80,6 +80,23 @@ def test_bad_config_names_every_bad_key_and_nothing_listens(tmp_path: Path) -> N
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing was listening
 
 
+def test_serve_refuses_to_run_without_the_c_extensions(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "AIOHTTP_NO_EXTENSIONS": "1",
+        "RELAY_AUTH__BEARER_TOKENS": '["t"]',
+        "RELAY_SERVER__HOST": "127.0.0.1",
+        "RELAY_SERVER__PORT": str(port),
+        "RELAY_ADMIN__HOST": "127.0.0.1",
+        "RELAY_ADMIN__PORT": str(free_port()),
+    }
+    result = run_cli("serve", env=env)
+    assert result.returncode == 1
+    assert "compiled extensions missing: aiohttp_c_parser" in result.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_serve_refuses_to_start_without_credentials() -> None:
     result = run_cli("serve", env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
     assert result.returncode == 2
