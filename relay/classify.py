@@ -43,6 +43,13 @@ DEFAULT_FIELD_TYPES: Mapping[str, EventType] = {
 }
 
 
+# In a `messages` change: (event type, list holding the items, field naming the other party).
+_CONVERSATION_ITEMS = (
+    (EventType.MESSAGE, "messages", "from"),
+    (EventType.STATUS, "statuses", "recipient_id"),
+)
+
+
 class EnvelopeError(ValueError):
     """The body is JSON but not a usable webhook envelope (400)."""
 
@@ -117,26 +124,23 @@ class Classifier:
     def _classify_messages(
         self, value: dict[str, Any], waba_id: str, groups: dict[EventType, EventGroup]
     ) -> None:
-        # One `messages` change may carry customer messages and statuses at once.
+        # One `messages` change may carry customer messages and statuses at once; each kind
+        # is keyed by the phone number and the person of its first item.
         phone_number_id = _text(_get(value.get("metadata"), "phone_number_id"))
         found = False
-        messages = value.get("messages")
-        if isinstance(messages, list) and messages:
-            sender = _text(_get(messages[0], "from"))
-            key = f"{phone_number_id}:{sender}" if sender else waba_id
-            _group(groups, EventType.MESSAGE, key, waba_id).add_field(MESSAGES_FIELD)
-            found = True
-        statuses = value.get("statuses")
-        if isinstance(statuses, list) and statuses:
-            recipient = _text(_get(statuses[0], "recipient_id"))
-            key = f"{phone_number_id}:{recipient}" if recipient else waba_id
-            _group(groups, EventType.STATUS, key, waba_id).add_field(MESSAGES_FIELD)
-            found = True
+        for event_type, items_name, person_name in _CONVERSATION_ITEMS:
+            items = value.get(items_name)
+            if isinstance(items, list) and items:
+                person = _text(_get(items[0], person_name))
+                key = f"{phone_number_id}:{person}" if person else waba_id
+                _group(groups, event_type, key, waba_id).add_field(MESSAGES_FIELD)
+                found = True
         if found:
             return
         errors = value.get("errors")
-        event_type = EventType.ACCOUNT if isinstance(errors, list) and errors else None
-        _group(groups, event_type or EventType.UNROUTED, waba_id, waba_id).add_field(MESSAGES_FIELD)
+        only_errors = isinstance(errors, list) and bool(errors)
+        fallback = EventType.ACCOUNT if only_errors else EventType.UNROUTED
+        _group(groups, fallback, waba_id, waba_id).add_field(MESSAGES_FIELD)
 
 
 def _group(

@@ -72,6 +72,9 @@ class Readiness:
     def __init__(self, producer_alive: Callable[[], bool]) -> None:
         self._producer_alive = producer_alive
         self.kafka_reason: str | None = "kafka producer not started"
+        # The admin listener (and so /readyz) comes up before the public one: not ready
+        # until webhooks can actually connect.
+        self.accepting = False
         self.shutting_down = False
 
     @property
@@ -82,6 +85,8 @@ class Readiness:
     def reason(self) -> str | None:
         if self.shutting_down:
             return "shutting down"
+        if not self.accepting:
+            return "starting"
         if self.kafka_reason is None and not self._producer_alive():
             return "kafka producer not running"
         return self.kafka_reason

@@ -94,6 +94,7 @@ class Service:
         )
         await self._public_site.start()
         self.public_port = self._public_site.port
+        self.readiness.accepting = True
         runtime.tune_gc()
         log.info(
             "relay serving",

@@ -109,7 +109,7 @@ class WebhookHandler:
         elif request.method == "POST":
             outcome, response = await self._post(request, request_id)
         elif request.method in ("GET", "HEAD"):
-            outcome, response = self._verify(request)
+            outcome, response = self._verify(request, request_id)
         else:
             outcome = Outcome.METHOD_NOT_ALLOWED
             response = self._answer(outcome)
@@ -121,7 +121,7 @@ class WebhookHandler:
 
     # -- GET: Meta's verification handshake -------------------------------------------------
 
-    def _verify(self, request: web.BaseRequest) -> tuple[Outcome, web.Response]:
+    def _verify(self, request: web.BaseRequest, request_id: str) -> tuple[Outcome, web.Response]:
         query = request.query
         token = query.get("hub.verify_token")
         challenge = query.get("hub.challenge")
@@ -133,7 +133,10 @@ class WebhookHandler:
             and _compare(token, self._verify_token)
         ):
             return Outcome.VERIFIED, web.Response(text=challenge, content_type="text/plain")
-        log.info("verification handshake refused", extra={"outcome": "verify_rejected"})
+        log.info(
+            "verification handshake refused",
+            extra={"request_id": request_id, "outcome": Outcome.VERIFY_REJECTED.value},
+        )
         return Outcome.VERIFY_REJECTED, self._answer(Outcome.VERIFY_REJECTED)
 
     # -- POST: the webhook ------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,20 +22,23 @@ PUBLISH_TIMEOUT = 1.5
 SLACK = 1.5
 
 
+def fast_failing_kafka(kafka: LocalKafka) -> dict[str, Any]:
+    """Kafka settings that notice an outage, and its end, within seconds."""
+    return {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "publish_timeout_seconds": PUBLISH_TIMEOUT,
+        "readiness_interval_seconds": 0.5,
+        "request_timeout_ms": 3000,
+        "restart_backoff_max_seconds": 1,
+    }
+
+
 @pytest.fixture
 async def outage_relay(
     private_kafka: LocalKafka, make_settings: SettingsFactory
 ) -> AsyncIterator[Service]:
     private_kafka.start()  # idempotent: a previous test may have left it stopped
-    settings = make_settings(
-        kafka={
-            "bootstrap_servers": private_kafka.bootstrap_servers,
-            "publish_timeout_seconds": PUBLISH_TIMEOUT,
-            "readiness_interval_seconds": 0.5,
-            "request_timeout_ms": 3000,
-            "restart_backoff_max_seconds": 1,
-        }
-    )
+    settings = make_settings(kafka=fast_failing_kafka(private_kafka))
     service = await start_relay(settings)
     await wait_ready(service)
     try:
@@ -115,15 +119,7 @@ async def test_relay_started_without_a_broker_serves_503_then_heals(
     private_kafka: LocalKafka, make_settings: SettingsFactory
 ) -> None:
     private_kafka.start()
-    settings = make_settings(
-        kafka={
-            "bootstrap_servers": private_kafka.bootstrap_servers,
-            "publish_timeout_seconds": PUBLISH_TIMEOUT,
-            "readiness_interval_seconds": 0.5,
-            "request_timeout_ms": 3000,
-            "restart_backoff_max_seconds": 1,
-        }
-    )
+    settings = make_settings(kafka=fast_failing_kafka(private_kafka))
     service = Service(settings)
     await create_topics(settings)
     await asyncio.to_thread(private_kafka.stop)

@@ -4,10 +4,11 @@ requests in through a real socket, records read back from a real broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,25 @@ async def raw_exchange(port: int, request: bytes, *, read_for: float = 5.0) -> b
 
 def status_of(raw: bytes) -> int:
     return int(raw.split(b" ", 2)[1])
+
+
+@contextlib.asynccontextmanager
+async def stalled_request(relay: RunningRelay, *, content_length: int) -> AsyncIterator[None]:
+    """An authenticated POST whose body never completes, in flight until the block ends."""
+    _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        b"Content-Length: %d\r\n\r\n{" % content_length
+    )
+    await writer.drain()
+    try:
+        async with asyncio.timeout(5):
+            while relay.service.handler.inflight == 0:
+                await asyncio.sleep(0.01)
+        yield
+    finally:
+        writer.close()
 
 
 # -- accepted requests and the record contract ---------------------------------------------
@@ -300,6 +320,12 @@ async def test_with_both_credentials_configured_both_are_required(
     [
         (b"{not json", "application/json", 400),
         (b"\xff\xfe", "application/json", 400),
+        # A lone surrogate escape: valid JSON syntax, but not text any consumer can decode.
+        (
+            b'{"object": "whatsapp_business_account", "entry": [{"id": "\\ud800"}]}',
+            "application/json",
+            400,
+        ),
         (b"[1, 2]", "application/json", 400),
         (b'{"object": "whatsapp_business_account"}', "application/json", 400),
         (b'{"object": "whatsapp_business_account", "entry": {}}', "application/json", 400),
@@ -380,24 +406,13 @@ async def test_stalled_body_is_cut_off_with_408(relay_factory: Callable[..., Any
 async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any]) -> None:
     relay = await relay_factory(server={"max_inflight_requests": 1, "body_read_timeout_seconds": 5})
     # Hold the only slot with a request whose body never completes.
-    _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
-    writer.write(
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n{"
-    )
-    await writer.drain()
-    try:
-        async with asyncio.timeout(5):
-            while relay.service.handler.inflight == 0:
-                await asyncio.sleep(0.01)
+    async with stalled_request(relay, content_length=100):
         body = samples.body(samples.envelope(samples.template_change()))
         started = time.monotonic()
         response = await relay.post(body)
         assert response.status == 503
         assert response.headers["Retry-After"] == "5"
         assert time.monotonic() - started < 1
-    finally:
-        writer.close()
     metrics = await relay.metrics()
     assert 'whatsapp_relay_requests_total{outcome="overloaded"} 1.0' in metrics
 
@@ -405,16 +420,7 @@ async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any
 async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any]) -> None:
     relay = await relay_factory(server={"max_inflight_bytes": 4096, "body_read_timeout_seconds": 5})
     # One request announcing 3000 bytes holds most of the budget while its body trickles.
-    _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
-    writer.write(
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 3000\r\n\r\n{"
-    )
-    await writer.drain()
-    try:
-        async with asyncio.timeout(5):
-            while relay.service.handler.inflight == 0:
-                await asyncio.sleep(0.01)
+    async with stalled_request(relay, content_length=3000):
         small = samples.body(samples.envelope(samples.template_change()))
         assert len(small) < 1096
         assert (await relay.post(small)).status == 200  # fits next to it
@@ -422,8 +428,6 @@ async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any
         response = await relay.post(big)
         assert response.status == 503  # would exceed the budget
         assert response.headers["Retry-After"]
-    finally:
-        writer.close()
 
 
 # -- Meta's verification handshake --------------------------------------------------------
