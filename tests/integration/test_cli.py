@@ -20,7 +20,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from relay import config
 from tests import samples
 from tests.brokers import free_port
-from tests.conftest import TOKEN, SettingsFactory
+from tests.conftest import SECOND_TOKEN, TOKEN, SettingsFactory
 from tests.processes import RELAY, RelayProcess
 
 
@@ -164,6 +164,8 @@ async def test_serve_process_accepts_a_webhook(
         relay.terminate()
         assert relay.wait(within=15) == 0
     log = relay.log()
+    assert TOKEN not in log
+    assert SECOND_TOKEN not in log
     startup = next(json.loads(line) for line in log.splitlines() if '"relay serving"' in line)
     assert startup["runtime"]["event_loop"] == "uvloop"
     assert startup["runtime"]["aiohttp_c_parser"] is True

@@ -131,6 +131,17 @@ async def test_413_and_broker_failures_are_counted(relay_factory: Callable[..., 
     )  # fmt: skip
 
 
+async def test_the_producer_is_idempotent_with_acks_all_and_sized_for_the_body_limit(
+    relay: RunningRelay,
+) -> None:
+    producer = relay.service.publisher._producer
+    assert producer is not None
+    assert producer._txn_manager is not None  # what enable_idempotence builds
+    assert producer._sender._acks == -1  # acks=all
+    assert producer._max_request_size == relay.settings.record_size_limit
+    assert producer._max_request_size > relay.settings.server.max_body_bytes
+
+
 async def test_health_and_readiness_live_on_the_admin_port_only(relay: RunningRelay) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{relay.admin_url}/healthz") as health:
