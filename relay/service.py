@@ -17,7 +17,6 @@ import contextlib
 import logging
 import signal
 import ssl
-import time
 
 from aiohttp import web
 
@@ -95,7 +94,6 @@ class Service:
         await self._public_site.start()
         self.public_port = self._public_site.port
         self.readiness.accepting = True
-        runtime.tune_gc()
         log.info(
             "relay serving",
             extra={
@@ -116,36 +114,31 @@ class Service:
         await self._stop.wait()
 
     async def shutdown(self) -> None:
-        started = time.monotonic()
-        bound = self.settings.shutdown.timeout_seconds
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         self.readiness.shutting_down = True
         log.info("shutting down", extra={"inflight": self.handler.inflight})
         if self.settings.shutdown.drain_seconds:
             await asyncio.sleep(self.settings.shutdown.drain_seconds)
-        deadline = time.monotonic() + bound
+        deadline = loop.time() + self.settings.shutdown.timeout_seconds
 
         if self._public_site is not None:
             await self._public_site.stop()  # stop accepting; open connections stay
         self.handler.closing = True
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with asyncio.timeout_at(deadline):
                 await self.handler.wait_idle()
-        await asyncio.sleep(min(_LINGER_SECONDS, max(0.0, deadline - time.monotonic())))
+        await asyncio.sleep(min(_LINGER_SECONDS, max(0.0, deadline - loop.time())))
         if self._public is not None:
             await self._public.cleanup()
 
-        flushed = await self.publisher.stop(max(0.5, deadline - time.monotonic()))
+        flushed = await self.publisher.stop(max(0.5, deadline - loop.time()))
         if self._admin is not None:
             await self._admin.cleanup()
         log.info(
             "stopped",
-            extra={"seconds": round(time.monotonic() - started, 3), "producer_flushed": flushed},
+            extra={"seconds": round(loop.time() - started, 3), "producer_flushed": flushed},
         )
-
-
-def _loop_time(monotonic_deadline: float) -> float:
-    loop = asyncio.get_running_loop()
-    return loop.time() + (monotonic_deadline - time.monotonic())
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -165,6 +158,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, service.request_stop)
     try:
         await service.start()
+        runtime.tune_gc()  # once per process, after start-up built the long-lived objects
         await service.wait_stopped()
     finally:
         await service.shutdown()
