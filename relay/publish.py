@@ -259,7 +259,7 @@ class Publisher:
                 missing = sorted(wanted - set(cluster.topics()))
                 reason = f"topics missing: {', '.join(missing)}" if missing else None
             except (KafkaError, OSError, TimeoutError) as exc:
-                reason = f"kafka broker unreachable: {exc or type(exc).__name__}"
+                reason = f"kafka broker unreachable: {str(exc) or type(exc).__name__}"
         if reason != self.readiness.kafka_reason:
             log.info("kafka readiness changed", extra={"ready": reason is None, "reason": reason})
         self.readiness.kafka_reason = reason
