@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = config.load(args.config)
+        if args.command in ("serve", "check-config") and settings.serving_problems():
+            raise config.ConfigError(settings.serving_problems())
     except config.ConfigError as exc:
         print(f"whatsapp-relay: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -62,6 +62,8 @@ class Service:
 
     async def start(self) -> None:
         server, admin = self.settings.server, self.settings.admin
+        if self.settings.serving_problems():
+            raise runtime.StartupError("; ".join(self.settings.serving_problems()))
         missing = runtime.missing_c_extensions()
         if missing and server.require_c_extensions:
             raise runtime.StartupError(

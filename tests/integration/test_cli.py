@@ -98,9 +98,19 @@ def test_serve_refuses_to_run_without_the_c_extensions(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_to_start_without_credentials() -> None:
-    result = run_cli("serve", env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
-    assert result.returncode == 2
-    assert "no credential configured" in result.stderr
+    for command in ("serve", "check-config"):
+        result = run_cli(command, env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
+        assert result.returncode == 2
+        assert "no credential configured" in result.stderr
+
+
+async def test_tail_and_topics_need_no_webhook_credential(
+    make_settings: SettingsFactory,
+) -> None:
+    env = {**settings_env(make_settings()), "RELAY_AUTH__BEARER_TOKENS": "[]"}
+    assert run_cli("topics", "create", env=env).returncode == 0
+    result = run_cli("tail", "status", "--from-beginning", "--idle", "1", env=env)
+    assert result.returncode == 0, result.stderr
 
 
 async def test_topics_create_sizes_topics_for_the_body_limit(

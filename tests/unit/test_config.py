@@ -80,7 +80,6 @@ def test_every_invalid_key_is_named_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "fragment"),
     [
-        ({}, "no credential configured"),
         ({**TOKENS, "RELAY_SERVER__PORT": "8081"}, "must differ"),
         ({**TOKENS, "RELAY_TOPICS__STATUS": "whatsapp.message"}, "distinct"),
         ({**TOKENS, "RELAY_TOPICS__MAX_MESSAGE_BYTES": "2000"}, "max_message_bytes"),
@@ -94,6 +93,16 @@ def test_every_invalid_key_is_named_at_once(tmp_path: Path) -> None:
 def test_invalid_settings_are_refused(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         parse(None, env)
+
+
+def test_serving_needs_a_credential_other_commands_do_not() -> None:
+    bare = parse(None, {})  # enough for `topics create` and `tail`
+    assert bare.serving_problems() == [
+        "auth: no credential configured: set auth.bearer_tokens or auth.app_secrets "
+        "(an open webhook would publish anything anyone posts)"
+    ]
+    assert parse(None, TOKENS).serving_problems() == []
+    assert parse(None, {"RELAY_AUTH__APP_SECRETS": '["s"]'}).serving_problems() == []
 
 
 def test_invalid_yaml_is_a_config_error() -> None:
