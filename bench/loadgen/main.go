@@ -141,6 +141,23 @@ type workerStats struct {
 	late           int64
 }
 
+// answer counts one round trip: a failure of the given kind (kind >= 0), else a status for
+// payload p. It reports whether a status came back, i.e. whether a latency sample is due.
+func (st *workerStats) answer(p, status, kind int, measured bool) bool {
+	if kind >= 0 {
+		st.errors[kind]++
+		if measured {
+			st.errorsMeasured++
+		}
+		return false
+	}
+	st.byStatus[status]++
+	if status == 200 {
+		st.ok[p]++
+	}
+	return true
+}
+
 func newWorkerStats(nPayloads int, hint int) *workerStats {
 	return &workerStats{
 		samples:  make([]sample, 0, hint),
@@ -311,19 +328,11 @@ func runClosed(cfg *runConfig, addr string, payloads []payload) (*result, error)
 				if attempted {
 					st.sent[p]++
 				}
-				if kind >= 0 {
-					st.errors[kind]++
-					if measured {
-						st.errorsMeasured++
-					}
+				if !st.answer(p, status, kind, measured) {
 					if kind == errConnect {
 						time.Sleep(20 * time.Millisecond) // do not spin on a refused port
 					}
 					continue
-				}
-				st.byStatus[status]++
-				if status == 200 {
-					st.ok[p]++
 				}
 				if measured {
 					d := int64(t1.Sub(t0))
@@ -386,10 +395,7 @@ func runOpen(cfg *runConfig, addr string, payloads []payload) (*result, error) {
 						// have given up on this one, and sending it now would only make the
 						// run last until the backlog drains.
 						inflight.Add(-1)
-						st.errors[errExpired]++
-						if measured {
-							st.errorsMeasured++
-						}
+						st.answer(p, 0, errExpired, measured)
 						continue
 					}
 					status, kind, attempted := c.roundTrip(payloads[p].req)
@@ -398,16 +404,8 @@ func runOpen(cfg *runConfig, addr string, payloads []payload) (*result, error) {
 					if attempted {
 						st.sent[p]++
 					}
-					if kind >= 0 {
-						st.errors[kind]++
-						if measured {
-							st.errorsMeasured++
-						}
+					if !st.answer(p, status, kind, measured) {
 						continue
-					}
-					st.byStatus[status]++
-					if status == 200 {
-						st.ok[p]++
 					}
 					if measured {
 						lag := int64(sendAt.Sub(due))
