@@ -7,7 +7,6 @@ before anything listens.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Coroutine, Sequence
@@ -86,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from_beginning=args.from_beginning,
                 limit=args.max,
                 idle_seconds=args.idle,
-            ),
-            result_is_count=True,
+            )
         )
     raise AssertionError(args.command)  # argparse only lets known commands through
 
@@ -102,28 +100,20 @@ async def _create_topics(settings: config.Settings) -> int:
     return EXIT_FAILURE if failed else 0
 
 
-def _run(coro: Coroutine[Any, Any, Any], *, result_is_count: bool = False) -> int:
+def _run(coro: Coroutine[Any, Any, int | None]) -> int:
+    """Run a command on uvloop when installed; its result (None: 0) is the exit code."""
     try:
-        if runtime.uvloop_available():
-            import uvloop
-
-            result = uvloop.run(coro)
-        else:
-            result = asyncio.run(coro)
+        result = runtime.event_loop_runner()(coro)
     except KeyboardInterrupt:
         return 0
-    except runtime.StartupError as exc:
-        logging.getLogger("relay").error("cannot start", extra={"error": str(exc)})
-        return EXIT_FAILURE
-    except OSError as exc:  # e.g. the port is taken: the message says it all
+    # A port already taken, missing extensions: the message says it all, no traceback.
+    except (runtime.StartupError, OSError) as exc:
         logging.getLogger("relay").error("cannot start", extra={"error": str(exc)})
         return EXIT_FAILURE
     except Exception as exc:  # a failure the user can act on: say it plainly, exit non-zero
         logging.getLogger("relay").error("command failed", exc_info=exc)
         return EXIT_FAILURE
-    if result_is_count or result is None:
-        return 0
-    return int(result)
+    return result or 0
 
 
 if __name__ == "__main__":

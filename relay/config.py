@@ -260,10 +260,10 @@ def parse(file_text: str | None, env: Mapping[str, str], *, read_file: Any = Non
 def load(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the configuration file (if any) and the process environment."""
     env = os.environ if env is None else env
-    if path is None:
-        path = Path(env.get("RELAY_CONFIG", "")) if env.get("RELAY_CONFIG") else None
-    if path is None:
-        path = DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+    if path is None and env.get("RELAY_CONFIG"):
+        path = Path(env["RELAY_CONFIG"])
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
     text = None
     if path is not None:
         try:

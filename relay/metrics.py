@@ -180,7 +180,7 @@ class Metrics:
             registry=r,
         )
         self.auth_failures = {a: auth_failures.labels(a.value) for a in AuthFailure}
-        self._auth_success = Counter(
+        auth_success = Counter(
             f"{PREFIX}_auth_success_total",
             "Authenticated requests, by the index of the token or secret that matched.",
             ["credential"],
@@ -190,7 +190,7 @@ class Metrics:
         for kind, count in (("bearer", bearer_tokens), ("app_secret", app_secrets)):
             for index in range(count):
                 label = credential_label(kind, index)
-                self.auth_success[label] = self._auth_success.labels(label)
+                self.auth_success[label] = auth_success.labels(label)
         unrouted = Counter(
             f"{PREFIX}_unrouted_fields_total",
             "Changes routed to the unrouted topic, by field (known names, else 'other').",

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -272,18 +272,12 @@ async def _stop_producer(producer: AIOKafkaProducer, within_seconds: float) -> b
             await producer.stop()
         return True
     except TimeoutError:
-        await _force_close(producer.client.close())
+        with contextlib.suppress(TimeoutError, KafkaError, OSError):
+            async with asyncio.timeout(1.0):
+                await producer.client.close()  # the connections, without the flush
         return False
     except (KafkaError, OSError):
         return True
-
-
-async def _force_close(closing: Awaitable[None]) -> None:
-    try:
-        async with asyncio.timeout(1.0):
-            await closing
-    except (TimeoutError, KafkaError, OSError):
-        pass
 
 
 def _broker_info(producer: AIOKafkaProducer) -> dict[str, Any]:

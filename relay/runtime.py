@@ -5,15 +5,26 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+import aiohttp.http_parser as http_parser
+import aiokafka
+import aiokafka.record.default_records as records
+import orjson
+
+T = TypeVar("T")
 
 
-def uvloop_available() -> bool:
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, T]], T]:
+    """`uvloop.run` when uvloop is installed (it roughly doubles aiohttp's throughput), else
+    `asyncio.run`."""
     try:
-        import uvloop  # noqa: F401
+        import uvloop
     except ImportError:
-        return False
-    return True
+        return asyncio.run
+    return uvloop.run
 
 
 # Every request allocates a few hundred short-lived objects; at the default threshold (700)
@@ -39,9 +50,6 @@ def missing_c_extensions() -> list[str]:
 
 
 def describe_extensions() -> dict[str, bool]:
-    import aiohttp.http_parser as http_parser
-    import aiokafka.record.default_records as records
-
     return {
         # The C parser is what aiohttp's speed rests on; without it parsing is pure Python.
         "aiohttp_c_parser": http_parser.HttpRequestParser.__module__ == "aiohttp._http_parser",
@@ -51,10 +59,6 @@ def describe_extensions() -> dict[str, bool]:
 
 def describe() -> dict[str, Any]:
     """Versions and accelerations in use, for the start-up log."""
-    import aiohttp
-    import aiokafka
-    import orjson
-
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     return {
         "python": sys.version.split()[0],

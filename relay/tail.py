@@ -36,7 +36,7 @@ async def tail(
     limit: int | None,
     idle_seconds: float | None,
     out: TextIO = sys.stdout,
-) -> int:
+) -> None:
     """Print records until `limit` are printed, `idle_seconds` pass without one, or Ctrl-C."""
     consumer = AIOKafkaConsumer(
         resolve_topic(settings, topic),
@@ -59,4 +59,3 @@ async def tail(
         pass
     finally:
         await consumer.stop()
-    return printed

@@ -46,6 +46,8 @@ _STATUS: dict[Outcome, int] = {
     Outcome.SHUTTING_DOWN: 503,
 }
 _BODIES = {o: orjson.dumps({"status": o.value}) for o in Outcome}
+# Publish failures are logged where they happen, with the Kafka error's detail.
+_LOGGED_WHEN_PUBLISHING = frozenset({Outcome.PUBLISH_TIMEOUT, Outcome.KAFKA_UNAVAILABLE})
 
 
 class _Rejected(Exception):
@@ -276,9 +278,7 @@ class WebhookHandler:
         return response
 
     def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, web.Response]:
-        if rejected.outcome is not Outcome.PUBLISH_TIMEOUT and rejected.outcome is not (
-            Outcome.KAFKA_UNAVAILABLE
-        ):  # publish failures were logged with their detail already
+        if rejected.outcome not in _LOGGED_WHEN_PUBLISHING:
             log.info(
                 "request rejected",
                 extra={"request_id": request_id, "outcome": rejected.outcome.value,
