@@ -55,13 +55,16 @@ def status_of(raw: bytes) -> int:
 
 
 @contextlib.asynccontextmanager
-async def stalled_request(relay: RunningRelay, *, content_length: int) -> AsyncIterator[None]:
-    """An authenticated POST whose body never completes, in flight until the block ends."""
+async def stalled_request(
+    relay: RunningRelay, *, content_length: int, sent: int = 1
+) -> AsyncIterator[None]:
+    """An authenticated POST that sends `sent` bytes of its body and stalls, in flight until
+    the block ends."""
     _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
     writer.write(
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
-        b"Content-Length: %d\r\n\r\n{" % content_length
+        b"Content-Length: %d\r\n\r\n" % content_length + b"{" + b" " * (sent - 1)
     )
     await writer.drain()
     try:
@@ -280,7 +283,9 @@ def sign(body: bytes, secret: str = APP_SECRET) -> str:
 async def test_meta_signature_is_checked_and_passed_through(
     relay_factory: Callable[..., Any],
 ) -> None:
-    relay = await relay_factory(auth={"bearer_tokens": [], "app_secrets": ["old", APP_SECRET]})
+    relay = await relay_factory(
+        auth={"bearer_tokens": [], "app_secrets": ["old-app-secret-000", APP_SECRET]}
+    )
     body = samples.body(samples.envelope(samples.status_change()))
     good = await relay.post(body, token=None, headers={"X-Hub-Signature-256": sign(body)})
     assert good.status == 200
@@ -419,8 +424,11 @@ async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any
 
 async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any]) -> None:
     relay = await relay_factory(server={"max_inflight_bytes": 4096, "body_read_timeout_seconds": 5})
-    # One request announcing 3000 bytes holds most of the budget while its body trickles.
-    async with stalled_request(relay, content_length=3000):
+    # Bodies are counted as they arrive: announcing 3500 bytes holds nothing; having sent 3000
+    # of them holds most of the budget.
+    async with stalled_request(relay, content_length=3500, sent=3000):
+        while relay.service.handler._inflight_bytes < 3000:
+            await asyncio.sleep(0.01)
         small = samples.body(samples.envelope(samples.template_change()))
         assert len(small) < 1096
         assert (await relay.post(small)).status == 200  # fits next to it
