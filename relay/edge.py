@@ -31,6 +31,7 @@ import logging
 import os
 import traceback
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from aiohttp import hdrs, web, web_protocol
@@ -41,7 +42,7 @@ from aiohttp.web_request import BaseRequest
 from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
-from relay.outcomes import BODIES, STATUS, ConnectionEnd, Outcome
+from relay.outcomes import BODIES, ConnectionEnd, Outcome
 from relay.runtime import StartupError
 
 log = logging.getLogger("relay.edge")
@@ -70,6 +71,7 @@ class EdgeLimits(NamedTuple):
     header_timeout: float
     max_header_bytes: int
     keepalive_timeout: float
+    retry_after: int
 
     @classmethod
     def of(cls, server: ServerConfig) -> EdgeLimits:
@@ -78,6 +80,7 @@ class EdgeLimits(NamedTuple):
             server.header_timeout_seconds,
             server.max_header_bytes,
             server.keepalive_timeout_seconds,
+            server.retry_after_seconds,
         )
 
 
@@ -137,6 +140,9 @@ class EdgeServer(web.Server):
     def now(self) -> float:
         return self._event_loop.time()
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self._event_loop.call_later(delay, callback)
+
     def _request(
         self,
         message: RawRequestMessage,
@@ -187,8 +193,11 @@ class EdgeServer(web.Server):
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             expired = self.now() - timeout
-            for protocol in [p for p in self.open if p.head_since is not None]:
-                if protocol.head_since is not None and protocol.head_since <= expired:
+            # A head that began while an earlier request is still being answered (pipelining)
+            # waits for that answer; its timeout applies once the connection is free.
+            late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
+            for protocol in late:
+                if not protocol.busy and protocol.head_since is not None:
                     protocol.head_timed_out()
 
 
@@ -197,9 +206,9 @@ class EdgeProtocol(web_protocol.RequestHandler):
     requests and while a body arrives); `busy` is True while a request is being answered."""
 
     __slots__ = (
+        "_close_handle",
         "_drain_left",
         "_edge",
-        "_failed",
         "_head_bytes",
         "_payload",
         "busy",
@@ -214,51 +223,73 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._payload: StreamReader | None = None
         self.busy = False
         self._drain_left = -1  # bytes still read after a closing answer; -1: not draining
-        self._failed = False
+        self._close_handle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
         if not self._edge.admit(self):
-            assert isinstance(transport, asyncio.Transport)
-            transport.write(_raw_answer(503, Outcome.OVERLOADED, retry_after=True))
-            transport.close()
+            self._answer_and_close(503, Outcome.OVERLOADED)
             return
         self.head_since = self._edge.now()
-        super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._edge.forget(self)
         super().connection_lost(exc)
-        self._payload = None  # it points back here: let reference counting free both
+        # Both point back here: let reference counting free everything.
+        self._payload = None
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
 
     def data_received(self, data: bytes) -> None:
-        if self._failed:
-            return  # the request could not be parsed; its 400 closes the connection
         if self._drain_left >= 0:
+            # An answer that closes the connection went out: read (to spare an honest client
+            # a reset) but never parse, and only so much.
             self._drain_left -= len(data)
             if self._drain_left < 0:
                 self._edge.closed(ConnectionEnd.DRAIN_LIMIT)
                 self.force_close()
-                return
-        elif self.head_since is None and (self._payload is None or self._payload.is_eof()):
+            return
+        if (
+            data  # aiohttp calls with b"" to re-parse what it buffered
+            and self.head_since is None
+            and (self._payload is None or self._payload.is_eof())
+        ):
             self.head_since = self._edge.now()  # the first bytes of the next request's head
         messages = self._messages
         queued = len(messages)
         super().data_received(data)
-        if len(messages) != queued:
-            self.head_since = None
-            self._head_bytes = 0
-            message, self._payload = messages[-1]
-            error = getattr(message, "exc", None)  # aiohttp queues a parse error as a message
-            if error is not None:
-                # Its traceback's frames hold the bytes received, and one of them holds the
-                # error: a cycle only the cyclic collector would free, hundreds of KiB each.
-                error.__traceback__ = None
-                self._failed = True
-        elif self.head_since is not None:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._edge.limits.max_header_bytes:
-                self._edge.bad_http("request head too large", self._peer())
-                self._answer_and_close(431, Outcome.BAD_HTTP)
+        if len(messages) == queued:
+            if self.head_since is not None:
+                self._head_bytes += len(data)
+                if self._head_bytes > self._edge.limits.max_header_bytes:
+                    self._head_too_large()
+            return
+        message, payload = messages[-1]
+        error = getattr(message, "exc", None)  # aiohttp queues a parse error as a message
+        if error is not None:
+            # Answered here rather than by aiohttp's error handler, which would log the bytes,
+            # quote them back and close at once (a client still sending would get a reset
+            # instead of its 400). Its traceback's frames hold the bytes received, and one of
+            # them holds the error: a cycle only the cyclic collector would free.
+            error.__traceback__ = None
+            messages.pop()
+            self._edge.bad_http(type(error).__name__, self._peer())
+            self._answer_and_close(400, Outcome.BAD_HTTP)
+            return
+        if len(messages) == queued + 1:
+            # This chunk ended the head; what it held beyond the head went to the body.
+            head = self._head_bytes + len(data) - payload.total_bytes
+            if head > self._edge.limits.max_header_bytes:
+                self._head_too_large()
+                return
+        self.head_since = None
+        self._head_bytes = 0
+        self._payload = payload
+
+    def _head_too_large(self) -> None:
+        self._edge.bad_http("request head too large", self._peer())
+        self._answer_and_close(431, Outcome.BAD_HTTP)
 
     async def finish_response(
         self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
@@ -271,12 +302,13 @@ class EdgeProtocol(web_protocol.RequestHandler):
 
     def head_timed_out(self) -> None:
         self._edge.closed(ConnectionEnd.HEADER_TIMEOUT)
-        if self._head_bytes or self._messages:
+        if self._head_bytes:
             # A client that started a request learns why it ended; a connection that never
             # said anything is just closed.
             self._edge.answered(Outcome.REQUEST_TIMEOUT)
             self._answer_and_close(408, Outcome.REQUEST_TIMEOUT)
         else:
+            self.head_since = None
             self.force_close()
 
     def handle_error(
@@ -286,9 +318,8 @@ class EdgeProtocol(web_protocol.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """aiohttp's answer to a request it could not parse (400) or a handler that raised (500).
-
-        `message` quotes the offending bytes and is never used."""
+        """aiohttp's answer to a handler that raised (500), or to a request it could not parse
+        that `data_received` did not see (400). `message` quotes request bytes: never used."""
         if status == 400:
             reason = type(exc).__name__ if exc is not None else "bad request"
             self._edge.bad_http(reason, request.remote)
@@ -316,10 +347,22 @@ class EdgeProtocol(web_protocol.RequestHandler):
         log.error("connection error", extra={"error": error, "stack": stack})
 
     def _answer_and_close(self, status: int, outcome: Outcome) -> None:
+        """Answer where no request reached the handler, then drain briefly and close."""
+        self.head_since = None
         transport = self.transport
-        if transport is not None:
-            transport.write(_raw_answer(status, outcome, retry_after=False))
-        self.force_close()
+        if transport is None or self.busy:
+            # An answer is being written for an earlier (pipelined) request: no room for ours.
+            self.force_close()
+            return
+        transport.write(_raw_answer(status, outcome, self._edge.limits.retry_after))
+        # Nothing more is handled here: a head parsed in the same read must not reach the
+        # handler, and aiohttp's request loop (woken for it, or waiting) is stopped.
+        self._messages.clear()
+        if self._task_handler is not None:
+            self._task_handler.cancel()
+        self.close()
+        self._drain_left = DRAIN_BYTES
+        self._close_handle = self._edge.call_later(DRAIN_SECONDS, self.force_close)
 
     def _peer(self) -> str | None:
         transport = self.transport
@@ -327,22 +370,18 @@ class EdgeProtocol(web_protocol.RequestHandler):
         return str(peer[0]) if peer else None
 
 
-def _raw_answer(status: int, outcome: Outcome, *, retry_after: bool) -> bytes:
+def _raw_answer(status: int, outcome: Outcome, retry_after: int) -> bytes:
     """An answer written straight to the socket, where there is no request to answer."""
     body = BODIES[outcome]
-    phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large"}.get(
-        status, "Service Unavailable"
-    )
-    assert STATUS[outcome] == status or status == 431
     lines = [
-        f"HTTP/1.1 {status} {phrase}",
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         f"Content-Type: {_JSON}",
         f"Content-Length: {len(body)}",
         "Connection: close",
         f"X-Request-Id: {new_request_id()}",
     ]
-    if retry_after:
-        lines.append("Retry-After: 5")
+    if status == 503:
+        lines.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -356,7 +395,7 @@ def self_check() -> None:
     """Fail start-up loudly if aiohttp no longer has what this module relies on."""
     problems = []
     handler_slots = getattr(web_protocol.RequestHandler, "__slots__", ())
-    for name in ("_messages",):
+    for name in ("_messages", "_task_handler"):
         if name not in handler_slots:
             problems.append(f"aiohttp RequestHandler.{name}")
     for cls, name in (

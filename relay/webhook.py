@@ -204,6 +204,11 @@ class WebhookHandler:
             raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "content-length above limit", True)
         if request.content_type != _JSON:
             raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content type is not JSON", True)
+        coding = headers.get(hdrs.TRANSFER_ENCODING)
+        if coding is not None and coding.strip().lower() != "chunked":
+            # aiohttp's parser accepts `gzip, chunked`; with inflating off, the coded bytes
+            # would be the body.
+            raise _Rejected(Outcome.BAD_HTTP, "transfer coding other than chunked", True)
         encoding = headers.get(hdrs.CONTENT_ENCODING)
         if encoding is not None and encoding.strip().lower() != "identity":
             # Neither Meta nor the gateway compresses; inflating would break the byte-for-byte
