@@ -65,7 +65,7 @@ KNOWN_UNROUTED_FIELDS = frozenset(
 
 # What the relay copies from a body into a record's key and headers is bounded, so that key
 # and headers always fit in the room the producer reserves next to the body
-# (config.RECORD_OVERHEAD_BYTES); tests/unit/test_record_bounds.py measures the worst case.
+# (config.RECORD_OVERHEAD_BYTES); tests/unit/test_records.py measures the worst case.
 # Meta's ids are short: WABA and phone number ids about 15 digits, phone numbers at most 15,
 # business-scoped user ids (BSUIDs) a country code, an optional `ENT.` and up to 128
 # characters; field names at most 34 characters, and fewer than 40 fields exist.
@@ -74,8 +74,9 @@ MAX_FIELD_NAME_CHARS = 128
 MAX_FIELDS_PER_RECORD = 64
 
 # Where a conversation item names the user it is about: its list -> (BSUID, phone number).
-# Meta may withhold the phone number of a user who adopted a username, never the BSUID, and
-# a user's BSUID changes only when the phone number does: the BSUID is the stable one.
+# Meta may withhold the phone number of a user who adopted a username; it sends the BSUID in
+# every messages webhook (but failed statuses of messages sent to a phone number), and a
+# user's BSUID changes only when the phone number does: the BSUID is the stable one.
 _PERSON_FIELDS: Mapping[str, tuple[str, str]] = {
     "messages": ("from_user_id", "from"),
     "statuses": ("recipient_user_id", "recipient_id"),
@@ -273,13 +274,13 @@ def _person_in(value: dict[str, Any]) -> str:
 
 
 def _contact(contacts: Any, phone: str) -> dict[str, Any] | None:
-    """The `contacts[]` entry describing the user with this phone number (Meta sends one, for
-    the user the change is about), or the first one when the item names no phone number."""
-    if not isinstance(contacts, list):
+    """The `contacts[]` entry of the user a change is about: Meta sends one, first. It is
+    theirs when it has the item's phone number, or when the item names no phone number."""
+    if not isinstance(contacts, list) or not contacts:
         return None
-    for contact in contacts:
-        if isinstance(contact, dict) and (not phone or _text(contact.get("wa_id")) == phone):
-            return contact
+    contact = contacts[0]
+    if isinstance(contact, dict) and (not phone or _text(contact.get("wa_id")) == phone):
+        return contact
     return None
 
 
