@@ -535,9 +535,9 @@ def unrouted_body(g: Gen) -> dict[str, Any]:
     waba_id, phone = g.account()
     customer = g.r.choice(g.customers)
     pick = g.r.choice(
-        ["message_echoes", "history", "smb_app_state_sync", "calls", "some_future_field"]
+        ["smb_message_echoes", "history", "smb_app_state_sync", "calls", "some_future_field"]
     )
-    if pick == "message_echoes":
+    if pick == "smb_message_echoes":
         echoes = []
         for _ in range(g.r.randint(1, 3)):
             echo = g.message(customer)

@@ -19,6 +19,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from relay.classify import KNOWN_UNROUTED_FIELDS
 from relay.config import EventType
 from relay.outcomes import ConnectionEnd
 from relay.outcomes import Outcome as Outcome  # re-exported until the request enums move
@@ -48,25 +49,8 @@ class PublishError(StrEnum):
     KAFKA_ERROR = "kafka_error"
 
 
-# Fields Meta documents for WhatsApp that land in `unrouted` by default; anything else is
-# counted as `other` so a sender cannot grow the label set.
-KNOWN_UNROUTED_FIELDS = frozenset(
-    {
-        "message_echoes",
-        "smb_message_echoes",
-        "history",
-        "smb_app_state_sync",
-        "calls",
-        "flows",
-        "user_preferences",
-        "automatic_events",
-        "group_lifecycle_update",
-        "group_participants_update",
-        "group_settings_update",
-        "group_status_update",
-        "messages",
-    }
-)
+# Unrouted changes are labelled by Meta field name: the known ones (relay.classify), names
+# routed to unrouted by configuration, else this, so a sender cannot grow the label set.
 OTHER_FIELD = "other"
 
 

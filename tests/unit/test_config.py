@@ -38,14 +38,14 @@ def test_env_overrides_file_with_json_lists_and_scalars() -> None:
         {
             "RELAY_SERVER__PORT": "9100",
             "RELAY_AUTH__BEARER_TOKENS": '["a", "b"]',
-            "RELAY_ROUTING__FIELDS": '{"message_echoes": "message"}',
+            "RELAY_ROUTING__FIELDS": '{"smb_message_echoes": "message"}',
             "RELAY_KAFKA__SASL_PASSWORD": "12345",  # stays a string, not a number
             "UNRELATED": "x",
         },
     )
     assert s.server.port == 9100
     assert s.auth.bearer_tokens == ["a", "b"]
-    assert s.routing.fields == {"message_echoes": EventType.MESSAGE}
+    assert s.routing.fields == {"smb_message_echoes": EventType.MESSAGE}
     assert s.kafka.sasl_password == "12345"
 
 
