@@ -49,7 +49,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import payloads as payload_gen  # noqa: E402
 
-TOKEN = "bench-token"  # noqa: S105 - a benchmark credential, never a real one
+TOKEN = "bench-token-0123456789"  # noqa: S105 - a benchmark credential, never a real one
 EVENT_TYPES = payload_gen.EVENT_TYPES
 LOADGEN_DIR = BENCH_DIR / "loadgen"
 LOADGEN_BIN = BENCH_DIR / "bin" / "loadgen"

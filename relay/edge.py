@@ -228,6 +228,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if not self._edge.admit(self):
+            self._edge.answered(Outcome.OVERLOADED)
             self._answer_and_close(503, Outcome.OVERLOADED)
             return
         self.head_since = self._edge.now()
