@@ -91,6 +91,10 @@ class WebhookHandler:
     def inflight(self) -> int:
         return self._inflight
 
+    @property
+    def inflight_bytes(self) -> int:
+        return self._inflight_bytes
+
     async def wait_idle(self) -> None:
         """Return once no webhook request is in flight."""
         await self._idle.wait()

@@ -515,7 +515,7 @@ async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any
     # Bodies are counted as they arrive: announcing 3500 bytes holds nothing; having sent 3000
     # of them holds most of the budget.
     async with stalled_request(relay, content_length=3500, sent=3000):
-        while relay.service.handler._inflight_bytes < 3000:
+        while relay.service.handler.inflight_bytes < 3000:
             await asyncio.sleep(0.01)
         small = samples.body(samples.envelope(samples.template_change()))
         assert len(small) < 1096
