@@ -754,7 +754,8 @@ class Bench:
             if not found:
                 raise BenchError(
                     "whatsapp-relay is not installed next to this Python "
-                    f"({exe}); run `make install` or pass --relay-cmd"
+                    f"({exe}): run the benchmark with `make bench` (it installs the relay into "
+                    ".venv), or `pip install -e .` into this Python, or pass --relay-cmd"
                 )
             exe = Path(found)
         return [str(exe), "serve", "--config", str(config)]
