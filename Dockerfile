@@ -17,12 +17,13 @@ FROM python:${PYTHON_VERSION}-slim-trixie AS build
 ENV VIRTUAL_ENV=/opt/venv \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-# Dependencies first: this layer stays cached until pyproject.toml changes.
+# Dependencies first, exactly as locked (hashed pins; `make lock` refreshes them): this layer
+# stays cached until requirements.lock changes.
 COPY scripts/docker-install scripts/docker-install
-COPY pyproject.toml ./
+COPY requirements.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip sh scripts/docker-install deps
-# Then the source.
-COPY README.md ./
+# Then the source; pyproject.toml's ranges are checked against the lock (pip check).
+COPY pyproject.toml README.md ./
 COPY relay/ relay/
 RUN --mount=type=cache,target=/root/.cache/pip sh scripts/docker-install app
 

@@ -5,8 +5,8 @@ helm comes from scripts/get-helm (go install through the Go module proxy, then c
 kubeconform and its schemas from scripts/get-kubeconform (the Kubernetes schemas from the
 kubernetes-validate wheel on PyPI, the ServiceMonitor/PrometheusRule CRDs from the
 prometheus-operator Go module). Nothing is downloaded once the cache is warm. A cold first run
-builds helm (a few minutes on 2 cores): run `scripts/get-helm` and `scripts/get-kubeconform`
-before the suite to keep that out of test timings.
+builds helm (a few minutes on 2 cores): `make test` has `make tools` (scripts/get-tools) do that
+before the suite, so it stays out of test timings.
 """
 
 from __future__ import annotations

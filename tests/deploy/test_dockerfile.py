@@ -20,6 +20,8 @@ from types import ModuleType
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from relay.config import AdminConfig, ServerConfig
 
@@ -28,6 +30,7 @@ DOCKERFILE = REPO / "Dockerfile"
 INSTALL_SCRIPT = REPO / "scripts" / "docker-install"
 CHECK_SCRIPT = REPO / "scripts" / "docker-install-check"
 CHART_VALUES = REPO / "deploy" / "helm" / "whatsapp-relay" / "values.yaml"
+LOCK = REPO / "requirements.lock"
 
 # The replay installs from PyPI into a fresh virtual environment: allow for a slow index.
 pytestmark = pytest.mark.timeout(900)
@@ -70,7 +73,7 @@ def test_dependencies_are_installed_in_a_layer_before_the_source() -> None:
     source = next(n for n, (op, args) in enumerate(steps) if op == "COPY" and "relay/" in args)
     assert deps < source
     copied_before = {args.split()[0] for op, args in steps[:deps] if op == "COPY"}
-    assert copied_before == {"scripts/docker-install", "pyproject.toml"}
+    assert copied_before == {"scripts/docker-install", LOCK.name}
 
 
 def test_every_build_step_goes_through_the_install_script() -> None:
@@ -81,11 +84,56 @@ def test_every_build_step_goes_through_the_install_script() -> None:
         assert re.fullmatch(r"(--\S+\s+)*sh scripts/docker-install (deps|app)", command), command
 
 
-def test_dependencies_come_only_from_wheels() -> None:
+def test_dependencies_come_only_from_wheels_of_the_lock() -> None:
     script = INSTALL_SCRIPT.read_text(encoding="utf-8")
-    assert "--only-binary=:all:" in script
+    (install,) = [line for line in script.splitlines() if f"--requirement {LOCK.name}" in line]
+    for option in ("pip install", "--only-binary=:all:", "--require-hashes", "--no-deps"):
+        assert option in install, f"the deps phase must install with {option}"
     for module in ("aiohttp._http_parser", "aiokafka.record._crecords", "orjson", "uvloop"):
         assert module in script, f"docker-install must check {module} is compiled"
+
+
+def _locked() -> dict[str, tuple[Requirement, list[str]]]:
+    """requirements.lock as {canonical name: (pinned requirement, sha256 hashes)}."""
+    pins: dict[str, tuple[Requirement, list[str]]] = {}
+    name = ""
+    for raw in LOCK.read_text(encoding="utf-8").splitlines():
+        line = raw.strip().removesuffix("\\").strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash="):
+            pins[name][1].append(line.removeprefix("--hash="))
+            continue
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name not in pins, f"{name} is pinned twice"
+        pins[name] = (requirement, [])
+    return pins
+
+
+def test_lock_pins_every_package_with_its_hashes() -> None:
+    pins = _locked()
+    assert pins
+    for name, (requirement, hashes) in pins.items():
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", f"{name}: {requirement} is not an exact pin"
+        assert hashes, f"{name} has no hash: pip would not check what it downloads"
+        for digest in hashes:
+            assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), (name, digest)
+
+
+def test_lock_satisfies_every_range_of_pyproject() -> None:
+    # pyproject.toml keeps the ranges (the contract for anyone installing the package); the lock
+    # must pick a version inside each one, for each runtime dependency. `make lock` refreshes it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = _locked()
+    for dependency in map(Requirement, project["dependencies"]):
+        name = canonicalize_name(dependency.name)
+        assert name in pins, f"{dependency} is not in {LOCK.name}: run `make lock`"
+        (pinned,) = pins[name][0].specifier
+        assert dependency.specifier.contains(pinned.version, prereleases=True), (
+            f"{LOCK.name} pins {name}=={pinned.version} outside {dependency}: run `make lock`"
+        )
 
 
 def test_runtime_stage_installs_nothing() -> None:
