@@ -83,7 +83,10 @@ async def one_run(
     result = injected.describe(answers, until=time.monotonic())
     result.update(
         lost=sum(1 for a in accepted if a.body not in stored),
-        refused_but_stored=sum(1 for a in answers if a.status == 503 and a.body in stored),
+        # Refused, yet in Kafka: the ack came after the 503; the sender's retry is a duplicate.
+        refused_but_stored=sum(
+            1 for a in answers if a.due >= injected.at and a.status == 503 and a.body in stored
+        ),
         errors=sorted({a.error for a in answers if a.error})[:5],
         not_ready_s=round(
             len(traffic.readiness.not_ready(injected.at, time.monotonic()))

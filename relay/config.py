@@ -88,7 +88,9 @@ class AuthConfig(_Section):
 class KafkaConfig(_Section):
     bootstrap_servers: str = "localhost:9092"
     client_id: str = "whatsapp-relay"
-    publish_timeout_seconds: PositiveSeconds = 3.0
+    # Long enough to ride out a broker crash or hang (Kafka takes ~9-13 s to fence the node;
+    # measured in README, "Broker failures"), short enough for senders' own timeouts.
+    publish_timeout_seconds: PositiveSeconds = 10.0
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
@@ -101,7 +103,9 @@ class KafkaConfig(_Section):
     # up behind it anyway; waiting longer only adds latency (see docs/benchmark.md).
     linger_ms: int = Field(default=0, ge=0)
     max_batch_size: int = Field(default=256 * 1024, ge=1024)
-    request_timeout_ms: int = Field(default=30000, ge=1000)
+    # How long a broker may leave a request unanswered before it is given up on and retried
+    # elsewhere once the cluster has moved on: bounds a hung broker's grip on its partitions.
+    request_timeout_ms: int = Field(default=5000, ge=1000)
     metadata_max_age_ms: int = Field(default=300000, ge=1000)
     retry_backoff_ms: int = Field(default=100, ge=1)
     connections_max_idle_ms: int = Field(default=540000, ge=1000)

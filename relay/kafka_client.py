@@ -45,6 +45,7 @@ log = logging.getLogger("relay.kafka")
 
 SUPPORTED_AIOKAFKA = ">=0.14,<0.15"
 _TOPIC_RESOURCE = 2  # DescribeConfigs resource type of a topic
+_UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
 _PRODUCE_API_KEY = 0
 
 
@@ -173,24 +174,28 @@ class ClusterClient:
         self, names: Iterable[str], configs: Iterable[str] = ()
     ) -> dict[str, TopicState | None]:
         """`name -> TopicState` for the topics that exist, `name -> None` for those that do
-        not. `configs` are read too, as far as the broker lets this client (ACLs may not)."""
-        names = list(names)
+        not; a topic the broker answered with another error (say, in the middle of a leader
+        election) is left out. `configs` are read too, as far as the broker lets this client
+        (ACLs may not): a setting that could not be read is absent from `TopicState.configs`.
+        """
         # Never auto-create: asking about a missing topic must not make one with the broker's
         # defaults (replication factor 1 on stock Kafka).
-        metadata = await self._request(MetadataRequest(names, allow_auto_topic_creation=False))
+        request = MetadataRequest(list(names), allow_auto_topic_creation=False)
+        metadata = await self._request(request)
         shapes: dict[str, tuple[int, int]] = {}
+        missing: list[str] = []
         for topic in metadata.to_object()["topics"]:
-            if topic["error_code"] == 0 and topic["partitions"]:
+            if topic["partitions"]:
                 replicas = min(len(p["replicas"]) for p in topic["partitions"])
                 shapes[topic["topic"]] = (len(topic["partitions"]), replicas)
+            elif topic["error_code"] == _UNKNOWN_TOPIC:
+                missing.append(topic["topic"])
         wanted = list(configs)
         settings = await self._configs(list(shapes), wanted) if wanted and shapes else {}
-        return {
-            name: TopicState(name, *shapes[name], settings.get(name, {}))
-            if name in shapes
-            else None
-            for name in names
-        }
+        found: dict[str, TopicState | None] = dict.fromkeys(missing)
+        for name, shape in shapes.items():
+            found[name] = TopicState(name, *shape, settings.get(name, {}))
+        return found
 
     async def produce_versions(self) -> dict[str, Any]:
         """What a broker offers: its Produce API version range and how many APIs it has."""

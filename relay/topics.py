@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -64,6 +64,23 @@ class Wanted:
         # ingress accepted: every such request would end in a 503 and retry for days.
         max_bytes = topics.max_message_bytes or settings.record_size_limit
         return cls(topics.partitions, replication, min_insync, max_bytes)
+
+    def impossible(self, brokers: int) -> str | None:
+        """Why topics made like this could never take a write, if they could not."""
+        if self.replication_factor > brokers:
+            return (
+                f"replication factor {self.replication_factor} needs as many brokers; "
+                f"the cluster has {brokers}"
+            )
+        if (
+            self.min_insync_replicas is not None
+            and 0 < self.replication_factor < self.min_insync_replicas
+        ):
+            return (
+                f"{MIN_INSYNC} {self.min_insync_replicas} above the replication factor "
+                f"{self.replication_factor}: every write would be refused"
+            )
+        return None
 
     def configs(self) -> dict[str, str]:
         configs = {MAX_MESSAGE_BYTES: str(self.max_message_bytes)}
@@ -158,11 +175,8 @@ async def _create(
     settings: Settings, wanted: Wanted, names: list[str], brokers: int
 ) -> dict[str, str]:
     """Create `names`; the ones that failed, with why."""
-    if wanted.replication_factor > brokers:
-        why = (
-            f"replication factor {wanted.replication_factor} needs as many brokers; "
-            f"the cluster has {brokers}"
-        )
+    why = wanted.impossible(brokers)
+    if why:
         return dict.fromkeys(names, why)
     # aiokafka only accepts replication_factor=-1 (the broker's default) together with an
     # explicit, here empty, replica assignment.
@@ -231,6 +245,10 @@ class TopicWatch:
         self._names = settings.topics.names()
         self._cluster = cluster_client(settings)
         self._warned: frozenset[str] = frozenset()
+        # The last answer about each topic: one that a broker could not answer this time (an
+        # election, a settings read refused) is judged by what was known, so readiness never
+        # flaps with a passing error.
+        self._known: dict[str, TopicState | None] = {}
         self.broker_info: dict[str, Any] = {}
 
     async def close(self) -> None:
@@ -238,7 +256,7 @@ class TopicWatch:
 
     async def check(self) -> TopicCheck:
         try:
-            states = await self._cluster.topics(
+            answer = await self._cluster.topics(
                 self._names.values(), (MIN_INSYNC, MAX_MESSAGE_BYTES)
             )
             if not self.broker_info:
@@ -246,6 +264,7 @@ class TopicWatch:
                     self.broker_info = await self._cluster.produce_versions()
         except ClusterUnreachable as exc:
             return TopicCheck(unreachable=f"kafka unreachable: {exc}")
+        states = {name: self._remember(name, answer) for name in self._names.values()}
         self._record(states)
         present = [state for state in states.values() if state is not None]
         problems = [p for p in map(durability_problem, present) if p]
@@ -256,6 +275,17 @@ class TopicWatch:
         if problems and self._settings.kafka.require_durable_topics:
             return TopicCheck(problem=f"topics not durable: {'; '.join(problems)}")
         return TopicCheck()
+
+    def _remember(self, name: str, answer: dict[str, TopicState | None]) -> TopicState | None:
+        known = self._known.get(name)
+        if name not in answer:
+            return known
+        state = answer[name]
+        if state is not None and known is not None:
+            # Settings this read could not get: keep the ones read before.
+            state = replace(state, configs={**known.configs, **state.configs})
+        self._known[name] = state
+        return state
 
     def _record(self, states: dict[str, TopicState | None]) -> None:
         for event_type, name in self._names.items():

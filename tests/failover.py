@@ -204,9 +204,9 @@ async def create_topics(
 
 async def describe(bootstrap: str, names: Iterable[str]) -> list[dict[str, Any]]:
     """Every partition of the topics: topic, partition, leader, replicas, isr."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     try:
+        await admin.start()
         topics = await admin.describe_topics(list(names))
     finally:
         await admin.close()
@@ -217,7 +217,14 @@ async def describe(bootstrap: str, names: Iterable[str]) -> list[dict[str, Any]]
 
 async def busiest_leader(cluster: LocalKafkaCluster, names: Iterable[str]) -> int:
     """The node leading most of the topics' partitions."""
-    leaders = Counter(p["leader"] for p in await describe(cluster.bootstrap_servers, names))
+    for attempt in range(3):  # a busy machine may keep a broker from answering in time
+        try:
+            partitions = await describe(cluster.bootstrap_servers, names)
+            break
+        except KafkaError:
+            if attempt == 2:
+                raise
+    leaders = Counter(p["leader"] for p in partitions)
     return int(leaders.most_common(1)[0][0])
 
 
