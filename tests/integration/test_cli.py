@@ -97,6 +97,28 @@ def test_serve_refuses_to_run_without_the_c_extensions(tmp_path: Path) -> None:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_serve_refuses_an_aiokafka_that_lacks_what_the_relay_relies_on(tmp_path: Path) -> None:
+    # An aiokafka release that renamed an internal the adapter uses, as sitecustomize makes it.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import aiokafka.producer.sender as sender\ndel sender.Sender.sender_task\n"
+    )
+    port = free_port()
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "RELAY_AUTH__BEARER_TOKENS": '["t"]',
+        "RELAY_SERVER__HOST": "127.0.0.1",
+        "RELAY_SERVER__PORT": str(port),
+        "RELAY_ADMIN__HOST": "127.0.0.1",
+        "RELAY_ADMIN__PORT": str(free_port()),
+    }
+    result = run_cli("serve", env=env)
+    assert result.returncode == 1
+    assert "Sender.sender_task is gone" in result.stderr
+    assert "install aiokafka>=0.14,<0.15" in result.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # no webhook was ever accepted
+
+
 def test_serve_refuses_to_start_without_credentials() -> None:
     for command in ("serve", "check-config"):
         result = run_cli(command, env={"RELAY_AUTH__BEARER_TOKENS": "[]"})

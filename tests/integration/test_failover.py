@@ -102,8 +102,9 @@ async def test_crashes_and_hangs_lose_nothing_and_never_flip_readiness(
 
     answers = traffic.load.answers
     end = max(a.done for a in answers)
-    for fault in faults:
-        print(fault.describe(answers, until=end))  # the 503 windows, for the record
+    for fault, following in zip(faults, [*faults[1:], None], strict=True):
+        # The 503 window of each fault, for the record (`pytest -s`).
+        print(fault.describe(answers, until=following.at if following else end))
         during = [a for a in answers if fault.at <= a.due < fault.recovered]
         # The fault was felt: acks=all waits until the dead node leaves the in-sync replicas.
         assert any(a.status == 503 or a.done - a.due > 1.0 for a in during), fault
