@@ -75,7 +75,8 @@ class Readiness:
     broker that dies or hangs never turns readiness off, nor does the whole cluster going
     away: every replica would fail at the same moment and the Service would empty, so senders
     would get the ingress's bare 503 instead of the relay's 503 + Retry-After, and the relay's
-    metrics would stop counting them (README, "Readiness and Kafka"). `kafka_ready` and `degraded` tell.
+    metrics would stop counting them (README, "Readiness and Kafka"). `kafka_ready` and
+    `degraded` tell.
 
     Producer liveness is asked at read time rather than cached, so a producer that just died
     turns readiness off before the supervisor has noticed.
