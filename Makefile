@@ -43,11 +43,11 @@ format: $(STAMP)
 
 ## bench: throughput, latency and cost on one pinned core; fails on any lost record (docs/benchmark.md)
 bench: $(STAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## bench-smoke: the same for a few seconds (make test runs it too, in tests/bench)
 bench-smoke: $(STAMP)
-	$(BIN)/python bench/run.py --smoke
+	$(BIN)/python -m bench --smoke
 
 kafka-start:
 	scripts/local-kafka start

@@ -4,7 +4,7 @@ aiohttp on uvloop, no access log; it checks the bearer token (constant time, as 
 the body with orjson, then answers 200. Whatever the relay does beyond this (classification,
 Kafka, metrics, headers) is the gap between its figure and this one.
 
-    python bench/bare_server.py --port 8090 --token bench-token
+    python bench/bare_server.py --port 8090 --token bench-token-0123456789
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8090)
     ap.add_argument("--path", default="/webhook")
-    ap.add_argument("--token", default="bench-token")
+    ap.add_argument("--token", default="bench-token-0123456789")
     args = ap.parse_args()
     web.run_app(
         make_app(args.token, args.path),

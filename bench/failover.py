@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Failover windows: how long a relay refuses webhooks (503) when a Kafka broker crashes or hangs.
 
-    .venv/bin/python bench/failover.py --fault crash --fault hang --runs 3
-    .venv/bin/python bench/failover.py --fault hang --hang-seconds 40 \\
+    .venv/bin/python -m bench.failover --fault crash --fault hang --runs 3
+    .venv/bin/python -m bench.failover --fault hang --hang-seconds 40 \\
         --relay RELAY_KAFKA__REQUEST_TIMEOUT_MS=30000 --relay RELAY_KAFKA__PUBLISH_TIMEOUT_SECONDS=3
-    .venv/bin/python bench/failover.py --fault crash --broker broker.session.timeout.ms=3000
+    .venv/bin/python -m bench.failover --fault crash --broker broker.session.timeout.ms=3000
 
 Starts a private 3-node Kafka cluster (scripts/local-kafka, own ports and state under .cache/,
 deleted afterwards) with the given broker settings; for every run creates fresh topics
@@ -25,17 +24,13 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.brokers import LocalKafkaCluster  # noqa: E402
-from tests.failover import (  # noqa: E402
+from tests.brokers import LocalKafkaCluster
+from tests.failover import (
     FAULTS,
     TOKEN,
     Traffic,
@@ -44,7 +39,9 @@ from tests.failover import (  # noqa: E402
     read_back,
     wait_in_sync,
 )
-from tests.processes import RelayProcess  # noqa: E402
+from tests.processes import RelayProcess
+
+REPO = Path(__file__).resolve().parent.parent
 
 EVENT_TYPES = ("message", "status", "template", "account", "unrouted")
 WARM_UP_S = 5.0

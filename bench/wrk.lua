@@ -3,7 +3,7 @@
 -- use it for throughput, not for latency under a fixed rate).
 --
 --   .venv/bin/python bench/payloads.py --bodies-out /tmp/bodies.txt
---   WRK_BODIES=/tmp/bodies.txt WRK_TOKEN=bench-token \
+--   WRK_BODIES=/tmp/bodies.txt WRK_TOKEN=bench-token-0123456789 \
 --     taskset -c 1 wrk -t1 -c64 -d20s -s bench/wrk.lua http://127.0.0.1:8080/webhook
 --
 -- The bodies file holds one compact JSON body per line.
@@ -17,7 +17,7 @@ function init(args)
   for line in io.lines(path) do
     if #line > 0 then
       bodies[#bodies + 1] = wrk.format("POST", nil, {
-        ["Authorization"] = "Bearer " .. (os.getenv("WRK_TOKEN") or "bench-token"),
+        ["Authorization"] = "Bearer " .. (os.getenv("WRK_TOKEN") or "bench-token-0123456789"),
         ["Content-Type"] = "application/json",
       }, line)
     end

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from relay.metrics import AuthFailure, credential_label
@@ -56,11 +57,14 @@ class Authenticator:
     def needs_signature(self) -> bool:
         return bool(self._secrets)
 
-    def check_bearer(self, authorization: str | None) -> AuthResult:
-        """Check `Authorization: Bearer <token>`; before the body is read."""
-        if authorization is None:
+    def check_bearer(self, authorization: Sequence[str]) -> AuthResult:
+        """Check `Authorization: Bearer <token>` (every value the request carried); before the
+        body is read. More than one value is malformed: which would count is ambiguous."""
+        if not authorization:
             return AuthResult(AuthFailure.MISSING_CREDENTIALS)
-        scheme, _, token = _header_bytes(authorization).strip().partition(b" ")
+        if len(authorization) > 1:
+            return AuthResult(AuthFailure.MALFORMED_HEADER)
+        scheme, _, token = _header_bytes(authorization[0]).strip().partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token or b" " in token:
             return AuthResult(AuthFailure.MALFORMED_HEADER)

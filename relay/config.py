@@ -15,10 +15,13 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "RELAY_"
 DEFAULT_CONFIG_PATH = Path("config/relay.yaml")
+
+# Shorter bearer tokens and app secrets are refused by `serve` and `check-config`.
+MIN_CREDENTIAL_LENGTH = 16
 
 # Room for the record's key, headers and batch framing on top of the body itself.
 RECORD_OVERHEAD_BYTES = 64 * 1024
@@ -46,9 +49,19 @@ class ServerConfig(_Section):
     port: Port = 8080
     path: str = Field(default="/webhook", pattern=r"^/\S*$")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The bounds below are what a hostile client controls; README "Security" explains each.
     body_read_timeout_seconds: PositiveSeconds = 10.0
+    # A body must also keep arriving at this rate (after a short grace), so a stalled upload
+    # of a small webhook is cut in about two seconds instead of holding its slot for ten.
+    min_body_rate_bytes_per_second: int = Field(default=16 * 1024, ge=1)
+    header_timeout_seconds: PositiveSeconds = 10.0
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
+    # Longer than the upstream keep-alive of common proxies (ingress-nginx and AWS ALB: 60 s),
+    # so the proxy closes an idle connection first and never sends on one closing under it.
+    keepalive_timeout_seconds: PositiveSeconds = 75.0
+    max_connections: int = Field(default=1000, ge=1)
     max_inflight_requests: int = Field(default=512, ge=1)
-    # Bodies held at once: what bounds memory, since one request may carry max_body_bytes.
+    # Body bytes held at once (counted as they arrive): what bounds memory.
     max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     retry_after_seconds: int = Field(default=5, ge=0)
     tls_cert_file: Path | None = None
@@ -74,6 +87,9 @@ class AuthConfig(_Section):
     bearer_tokens: list[Annotated[str, Field(min_length=1)]] = []
     app_secrets: list[Annotated[str, Field(min_length=1)]] = []
     verify_token: str | None = None
+    # Development only (`make run`'s dev token): serve with credentials shorter than
+    # MIN_CREDENTIAL_LENGTH.
+    allow_weak_credentials: bool = False
 
     @model_validator(mode="after")
     def _ascii_only(self) -> AuthConfig:
@@ -123,12 +139,27 @@ class KafkaConfig(_Section):
         return self
 
 
+# Kafka's own rule for topic names (kafka.common.internals.Topic): a name it would refuse must
+# fail `check-config`, not every publish.
+def _not_dots(name: str) -> str:
+    if name in (".", ".."):
+        raise ValueError("'.' and '..' are not topic names")
+    return name
+
+
+TopicName = Annotated[
+    str,
+    Field(min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$"),
+    AfterValidator(_not_dots),
+]
+
+
 class TopicsConfig(_Section):
-    message: str = "whatsapp.message"
-    status: str = "whatsapp.status"
-    template: str = "whatsapp.template"
-    account: str = "whatsapp.account"
-    unrouted: str = "whatsapp.unrouted"
+    message: TopicName = "whatsapp.message"
+    status: TopicName = "whatsapp.status"
+    template: TopicName = "whatsapp.template"
+    account: TopicName = "whatsapp.account"
+    unrouted: TopicName = "whatsapp.unrouted"
     partitions: int = Field(default=3, ge=1)
     # None: as many replicas as the cluster has brokers, up to 3. -1 lets the broker's
     # default.replication.factor decide, as kafka-topics.sh does (1 on stock Kafka).
@@ -219,12 +250,24 @@ class Settings(_Section):
     def serving_problems(self) -> list[str]:
         """What stops this configuration from serving webhooks (the other commands, such as
         `topics create` and `tail`, need no webhook credential)."""
-        if not (self.auth.bearer_tokens or self.auth.app_secrets):
+        auth = self.auth
+        if not (auth.bearer_tokens or auth.app_secrets):
             return [
                 "auth: no credential configured: set auth.bearer_tokens or auth.app_secrets "
                 "(an open webhook would publish anything anyone posts)"
             ]
-        return []
+        if auth.allow_weak_credentials:
+            return []
+        return [
+            f"auth.{name}[{index}]: shorter than {MIN_CREDENTIAL_LENGTH} characters, guessable "
+            "on a public endpoint (set auth.allow_weak_credentials: true for development only)"
+            for name, values in (
+                ("bearer_tokens", auth.bearer_tokens),
+                ("app_secrets", auth.app_secrets),
+            )
+            for index, value in enumerate(values)
+            if len(value) < MIN_CREDENTIAL_LENGTH
+        ]
 
     @property
     def record_size_limit(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,3 +58,25 @@ def configure(level: str, fmt: str) -> None:
     # reports that state once, through readiness, instead.
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+
+
+class RateLimitedLog:
+    """At most one INFO line per `interval` for an event any client can cause at will (a flood
+    of malformed requests must not become a flood of log lines); the next line counts the ones
+    held back."""
+
+    def __init__(self, logger: logging.Logger, message: str, interval: float = 1.0) -> None:
+        self._logger = logger
+        self._message = message
+        self._interval = interval
+        self._next = 0.0
+        self._held_back = 0
+
+    def info(self, **fields: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held_back += 1
+            return
+        self._next = now + self._interval
+        self._logger.info(self._message, extra={**fields, "held_back": self._held_back})
+        self._held_back = 0

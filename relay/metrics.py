@@ -19,7 +19,10 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from relay.classify import KNOWN_UNROUTED_FIELDS
 from relay.config import EventType
+from relay.outcomes import ConnectionEnd
+from relay.outcomes import Outcome as Outcome  # re-exported until the request enums move
 
 PREFIX = "whatsapp_relay"
 
@@ -29,26 +32,6 @@ LATENCY_BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BODY_BUCKETS = (256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576, 4194304)
-
-
-class Outcome(StrEnum):
-    """How a request on the public listener ended; the `outcome` label."""
-
-    ACCEPTED = "accepted"
-    UNAUTHORIZED = "unauthorized"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
-    BAD_REQUEST = "bad_request"
-    NOT_WHATSAPP = "not_whatsapp"
-    REQUEST_TIMEOUT = "request_timeout"
-    METHOD_NOT_ALLOWED = "method_not_allowed"
-    NOT_FOUND = "not_found"
-    OVERLOADED = "overloaded"
-    PUBLISH_TIMEOUT = "publish_timeout"
-    KAFKA_UNAVAILABLE = "kafka_unavailable"
-    SHUTTING_DOWN = "shutting_down"
-    VERIFIED = "verified"
-    VERIFY_REJECTED = "verify_rejected"
 
 
 class AuthFailure(StrEnum):
@@ -66,25 +49,8 @@ class PublishError(StrEnum):
     KAFKA_ERROR = "kafka_error"
 
 
-# Fields Meta documents for WhatsApp that land in `unrouted` by default; anything else is
-# counted as `other` so a sender cannot grow the label set.
-KNOWN_UNROUTED_FIELDS = frozenset(
-    {
-        "message_echoes",
-        "smb_message_echoes",
-        "history",
-        "smb_app_state_sync",
-        "calls",
-        "flows",
-        "user_preferences",
-        "automatic_events",
-        "group_lifecycle_update",
-        "group_participants_update",
-        "group_settings_update",
-        "group_status_update",
-        "messages",
-    }
-)
+# Unrouted changes are labelled by Meta field name: the known ones (relay.classify), names
+# routed to unrouted by configuration, else this, so a sender cannot grow the label set.
 OTHER_FIELD = "other"
 
 
@@ -200,6 +166,23 @@ class Metrics:
         self.unrouted_fields = {
             f: unrouted.labels(f) for f in (*KNOWN_UNROUTED_FIELDS, *unrouted_fields, OTHER_FIELD)
         }
+        self.connections = Gauge(
+            f"{PREFIX}_connections",
+            "Open connections on the public listener.",
+            registry=r,
+        )
+        self.connection_limit = Gauge(
+            f"{PREFIX}_connection_limit",
+            "The connection cap (server.max_connections).",
+            registry=r,
+        )
+        closed = Counter(
+            f"{PREFIX}_connections_closed_total",
+            "Public connections the relay closed on its own, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.connections_closed = {c: closed.labels(c.value) for c in ConnectionEnd}
         self.producer_restarts = Counter(
             f"{PREFIX}_producer_restarts_total",
             "Kafka producers rebuilt after the previous one died.",

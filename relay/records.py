@@ -1,4 +1,4 @@
-"""Kafka records in the contract's shape (DESIGN section 4): CloudEvents 1.0, binary mode.
+"""Kafka records in the contract's shape (docs/design.md §5): CloudEvents 1.0, binary mode.
 
 The value is always the request body as received: re-serialising would break the sender's
 signature and could change non-ASCII escapes that consumers verify or compare.
@@ -41,6 +41,12 @@ def rfc3339(timestamp: float) -> str:
     return f"{_utc_second(second)}.{micros:06d}Z"
 
 
+def _source(waba_id: str) -> bytes:
+    # CloudEvents requires a non-empty URI-reference; a body naming no WABA (`"entry": []`)
+    # gets the collection itself rather than a path ending in a bare slash.
+    return f"/waba/{waba_id}".encode() if waba_id else b"/waba"
+
+
 def build_records(
     body: bytes,
     groups: list[EventGroup],
@@ -62,7 +68,7 @@ def build_records(
         headers: Headers = [
             ("ce_specversion", CE_SPECVERSION),
             ("ce_id", f"{digest}-{group.event_type.value}".encode()),
-            ("ce_source", f"/waba/{group.waba_id}".encode()),
+            ("ce_source", _source(group.waba_id)),
             ("ce_type", CE_TYPES[group.event_type]),
             ("ce_time", time),
             ("content-type", CONTENT_TYPE),

@@ -20,8 +20,8 @@ import ssl
 
 from aiohttp import web
 
-from relay import __version__, runtime
-from relay.admin import build_admin_app
+from relay import __version__, edge, runtime
+from relay.admin import build_admin_handler
 from relay.config import Settings
 from relay.metrics import Metrics
 from relay.publish import ProducerFactory, Publisher
@@ -54,7 +54,7 @@ class Service:
         self.metrics.kafka_ready.set_function(lambda: int(readiness.kafka_ready))
         self.metrics.ready.set_function(lambda: int(readiness.reason is None))
         self._public: web.ServerRunner | None = None
-        self._admin: web.AppRunner | None = None
+        self._admin: web.ServerRunner | None = None
         self._public_site: web.TCPSite | None = None
         self._stop = asyncio.Event()
         self.public_port = 0
@@ -74,7 +74,10 @@ class Service:
             )
         if missing:
             log.warning("running without compiled extensions", extra={"missing": missing})
-        self._admin = web.AppRunner(build_admin_app(self.metrics, self.readiness), access_log=None)
+        edge.self_check()
+        limits = edge.EdgeLimits.of(server)
+        admin_server = edge.EdgeServer(build_admin_handler(self.metrics, self.readiness), limits)
+        self._admin = web.ServerRunner(admin_server, handle_signals=False, shutdown_timeout=1.0)
         await self._admin.setup()
         admin_site = web.TCPSite(self._admin, admin.host, admin.port)
         await admin_site.start()
@@ -82,13 +85,17 @@ class Service:
 
         await self.publisher.start()
 
-        low_level = web.Server(
+        public_server = edge.EdgeServer(
             self.handler,
+            limits,
+            self.metrics,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
         )
+        self.metrics.connections.set_function(lambda: len(public_server.open))
+        self.metrics.connection_limit.set(server.max_connections)
         # The service waits for in-flight requests itself (within the shutdown bound); what is
         # left for aiohttp's own wait is closing connections, hence the short timeout.
-        self._public = web.ServerRunner(low_level, handle_signals=False, shutdown_timeout=1.0)
+        self._public = web.ServerRunner(public_server, handle_signals=False, shutdown_timeout=1.0)
         await self._public.setup()
         self._public_site = web.TCPSite(
             self._public, server.host, server.port, ssl_context=_tls_context(self.settings)

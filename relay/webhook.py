@@ -10,42 +10,35 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import re
 import time
+from typing import Protocol
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
+from aiohttp.web_protocol import RequestPayloadError
 
-from relay.auth import Authenticator
-from relay.classify import Classifier, EnvelopeError, NotWhatsApp
+from relay.auth import Authenticator, AuthResult
+from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
-from relay.metrics import AuthFailure, Metrics, Outcome
-from relay.publish import Publisher, PublishFailed, Readiness
-from relay.records import build_records
+from relay.edge import new_request_id
+from relay.metrics import AuthFailure, Metrics
+from relay.outcomes import BODIES, STATUS, Outcome
+from relay.publish import PublishFailed, Readiness
+from relay.records import Record, build_records
 
 log = logging.getLogger("relay.webhook")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = "application/json"
-_STATUS: dict[Outcome, int] = {
-    Outcome.ACCEPTED: 200,
-    Outcome.VERIFIED: 200,
-    Outcome.BAD_REQUEST: 400,
-    Outcome.UNAUTHORIZED: 401,
-    Outcome.VERIFY_REJECTED: 403,
-    Outcome.NOT_FOUND: 404,
-    Outcome.NOT_WHATSAPP: 404,
-    Outcome.METHOD_NOT_ALLOWED: 405,
-    Outcome.REQUEST_TIMEOUT: 408,
-    Outcome.PAYLOAD_TOO_LARGE: 413,
-    Outcome.UNSUPPORTED_MEDIA_TYPE: 415,
-    Outcome.OVERLOADED: 503,
-    Outcome.PUBLISH_TIMEOUT: 503,
-    Outcome.KAFKA_UNAVAILABLE: 503,
-    Outcome.SHUTTING_DOWN: 503,
-}
-_BODIES = {o: orjson.dumps({"status": o.value}) for o in Outcome}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SIGNATURE = "X-Hub-Signature-256"
+# aiohttp's read buffer: the most one read of a chunked body delivers.
+_CHUNK_ALLOWANCE = 64 * 1024
+# A body is given this long before `server.min_body_rate_bytes_per_second` applies: a round
+# trip and a lost segment's retransmission on a slow link.
+BODY_GRACE_SECONDS = 2.0
 # Publish failures are logged where they happen, with the Kafka error's detail.
 _LOGGED_WHEN_PUBLISHING = frozenset({Outcome.PUBLISH_TIMEOUT, Outcome.KAFKA_UNAVAILABLE})
 
@@ -62,18 +55,27 @@ class _Rejected(Exception):
         self.close = close
 
 
+class RecordPublisher(Protocol):
+    """What the handler needs of a publisher: `relay.publish.Publisher`, or a small fake in
+    the broker-free unit tests."""
+
+    async def publish(self, records: list[Record]) -> None:
+        """Return once Kafka acknowledged every record; raise `PublishFailed` otherwise."""
+
+
 class WebhookHandler:
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
-        publisher: Publisher,
+        publisher: RecordPublisher,
         readiness: Readiness,
     ) -> None:
         server = settings.server
         self._path = server.path
         self._max_body = server.max_body_bytes
         self._read_timeout = server.body_read_timeout_seconds
+        self._min_body_rate = server.min_body_rate_bytes_per_second
         self._max_inflight = server.max_inflight_requests
         self._max_inflight_bytes = server.max_inflight_bytes
         self._retry_after = str(server.retry_after_seconds)
@@ -97,6 +99,10 @@ class WebhookHandler:
     @property
     def inflight(self) -> int:
         return self._inflight
+
+    @property
+    def inflight_bytes(self) -> int:
+        return self._inflight_bytes
 
     async def wait_idle(self) -> None:
         """Return once no webhook request is in flight."""
@@ -149,73 +155,154 @@ class WebhookHandler:
         received_at = time.time()
         if self.closing:
             return self._reject(request_id, _Rejected(Outcome.SHUTTING_DOWN, "shutting down", True))
-        # A body of unknown length (chunked) may grow to the limit: budget for that.
-        length = request.content_length
-        reserved = self._max_body if length is None else min(length, self._max_body)
-        if self._inflight >= self._max_inflight or (
-            self._inflight and self._inflight_bytes + reserved > self._max_inflight_bytes
-        ):
+        if self._inflight >= self._max_inflight:
             return self._reject(
                 request_id, _Rejected(Outcome.OVERLOADED, "in-flight cap reached", True)
             )
         self._inflight += 1
-        self._inflight_bytes += reserved
         self._idle.clear()
         try:
-            outcome = await self._accept(request, request_id, received_at, length)
+            outcome = await self._accept(request, request_id, received_at)
             return outcome, self._answer(outcome)
         except _Rejected as rejected:
             return self._reject(request_id, rejected)
         finally:
             self._inflight -= 1
-            self._inflight_bytes -= reserved
             if not self._inflight:
                 self._idle.set()
 
     async def _accept(
-        self, request: web.BaseRequest, request_id: str, received_at: float, length: int | None
+        self, request: web.BaseRequest, request_id: str, received_at: float
     ) -> Outcome:
+        credentials = self._check_head(request)
+        body = await self._receive_body(request)
+        self._metrics.request_body_bytes.observe(len(body))
+        try:
+            signature = request.headers.get(_SIGNATURE)  # one at most (`_check_head`)
+            if self._auth.needs_signature:
+                credentials += self._authenticated(self._auth.check_signature(signature, body))
+            groups = self._classify(body)
+            records = build_records(
+                body,
+                groups,
+                self._topics,
+                request_id=request_id,
+                received_at=received_at,
+                signature=signature,
+            )
+            await self._publish(records, request_id)
+        finally:
+            self._inflight_bytes -= len(body)
+        self._count_accepted(groups, credentials)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "accepted",
+                extra={"request_id": request_id, "records": [g.event_type.value for g in groups]},
+            )
+        return Outcome.ACCEPTED
+
+    def _check_head(self, request: web.BaseRequest) -> tuple[str, ...]:
+        """Everything decided before a body byte is read; the credentials that matched."""
+        headers = request.headers
         credentials: tuple[str, ...] = ()
         if self._auth.needs_bearer:
-            result = self._auth.check_bearer(request.headers.get("Authorization"))
-            if result.failure is not None:
-                raise self._unauthorized(result.failure, close=True)
-            credentials = result.credentials
-
+            # Two Authorization headers are two answers to "who is this": a proxy in front and
+            # the relay could each believe another one. Neither counts.
+            authorization = headers.getall(hdrs.AUTHORIZATION, ())
+            credentials = self._authenticated(self._auth.check_bearer(authorization), close=True)
+        if len(headers.getall(_SIGNATURE, ())) > 1:
+            raise self._unauthorized(AuthFailure.MALFORMED_HEADER, close=True)
+        length = request.content_length
         if length is not None and length > self._max_body:
             raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "content-length above limit", True)
         if request.content_type != _JSON:
             raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content type is not JSON", True)
+        coding = headers.get(hdrs.TRANSFER_ENCODING)
+        if coding is not None and coding.strip().lower() != "chunked":
+            # aiohttp's parser accepts `gzip, chunked`; with inflating off, the coded bytes
+            # would be the body.
+            raise _Rejected(Outcome.BAD_HTTP, "transfer coding other than chunked", True)
+        encoding = headers.get(hdrs.CONTENT_ENCODING)
+        if encoding is not None and encoding.strip().lower() != "identity":
+            # Neither Meta nor the gateway compresses; inflating would break the byte-for-byte
+            # value and let a small body become a large one.
+            raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content encoding not accepted", True)
+        expect = headers.get(hdrs.EXPECT)
+        if (
+            expect is not None
+            and request.version >= HttpVersion11
+            and expect.strip().lower() != "100-continue"
+        ):
+            raise _Rejected(Outcome.EXPECTATION_FAILED, "unknown expectation", True)
+        return credentials
 
-        body = await self._read_body(request, length)
-        self._metrics.request_body_bytes.observe(len(body))
+    async def _receive_body(self, request: web.BaseRequest) -> bytes:
+        """The body, counted in the in-flight bytes as it arrives (the caller releases it).
 
-        signature = request.headers.get("X-Hub-Signature-256")
-        if self._auth.needs_signature:
-            result = self._auth.check_signature(signature, body)
-            if result.failure is not None:
-                raise self._unauthorized(result.failure)
-            credentials += result.credentials
-
+        Memory is reserved for bytes received, never for bytes announced: an upload that
+        announces 4 MiB and stalls holds nothing, so stalled uploads cannot starve the rest.
+        """
+        content = request.content
+        length = request.content_length
+        if length is not None and content.is_eof():
+            # The whole body came with the head (the usual case for webhooks): no timer to arm
+            # and cancel on the hot path.
+            body = await content.read()
+            self._reserve(len(body), held=0)
+            return body
+        if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT) is not None:
+            # Only a 100-continue expectation gets this far (`_check_head`); everything that
+            # could refuse the body before it is sent already has.
+            await request.writer.write(_CONTINUE)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        latest = started + self._read_timeout
+        chunks: list[bytes] = []
+        size = 0
         try:
-            groups = self._classifier.classify(orjson.loads(body))
+            async with asyncio.timeout_at(self._body_deadline(started, latest, length, 0)) as limit:
+                async for chunk in content.iter_any():
+                    if size + len(chunk) > self._max_body:
+                        raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "body above limit", True)
+                    self._reserve(len(chunk), held=size)
+                    size += len(chunk)
+                    chunks.append(chunk)
+                    if length is None:
+                        limit.reschedule(self._body_deadline(started, latest, None, size))
+        except BaseException as exc:
+            self._inflight_bytes -= size
+            if isinstance(exc, TimeoutError):
+                raise _Rejected(Outcome.REQUEST_TIMEOUT, "body too slow", True) from None
+            if isinstance(exc, RequestPayloadError):
+                raise _Rejected(Outcome.BAD_HTTP, "malformed body framing", True) from None
+            if isinstance(exc, ConnectionError):
+                raise _Rejected(Outcome.CLIENT_DISCONNECTED, "client went away", True) from None
+            raise
+        return b"".join(chunks)
+
+    def _body_deadline(self, started: float, latest: float, length: int | None, size: int) -> float:
+        # A chunked body of unknown length must keep the rate for what has come so far plus
+        # one more read buffer's worth.
+        expected = length if length is not None else size + _CHUNK_ALLOWANCE
+        return min(latest, started + BODY_GRACE_SECONDS + expected / self._min_body_rate)
+
+    def _reserve(self, size: int, *, held: int) -> None:
+        # One body alone may exceed the budget (it is bounded by max_body_bytes).
+        if self._inflight_bytes > held and self._inflight_bytes + size > self._max_inflight_bytes:
+            raise _Rejected(Outcome.OVERLOADED, "in-flight bytes cap reached", True)
+        self._inflight_bytes += size
+
+    def _classify(self, body: bytes) -> list[EventGroup]:
+        try:
+            return self._classifier.classify(orjson.loads(body))
         except orjson.JSONDecodeError:
             raise _Rejected(Outcome.BAD_REQUEST, "body is not JSON") from None
         except EnvelopeError as exc:
             raise _Rejected(Outcome.BAD_REQUEST, str(exc)) from None
         except NotWhatsApp as exc:
             raise _Rejected(Outcome.NOT_WHATSAPP, str(exc)) from None
-        for label in credentials:
-            self._metrics.auth_success[label].inc()
 
-        records = build_records(
-            body,
-            groups,
-            self._topics,
-            request_id=request_id,
-            received_at=received_at,
-            signature=signature,
-        )
+    async def _publish(self, records: list[Record], request_id: str) -> None:
         try:
             await self._publisher.publish(records)
         except PublishFailed as failed:
@@ -227,52 +314,30 @@ class WebhookHandler:
                        "reason": str(failed)},
             )  # fmt: skip
             raise _Rejected(failed.outcome, str(failed)) from None
+
+    def _count_accepted(self, groups: list[EventGroup], credentials: tuple[str, ...]) -> None:
+        for label in credentials:
+            self._metrics.auth_success[label].inc()
         for group in groups:
             self._metrics.records_published[group.event_type].inc()
             if group.event_type is EventType.UNROUTED:
                 for name in group.fields or ("",):
                     self._metrics.count_unrouted(name)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "accepted",
-                extra={"request_id": request_id, "records": [g.event_type.value for g in groups]},
-            )
-        return Outcome.ACCEPTED
-
-    async def _read_body(self, request: web.BaseRequest, length: int | None) -> bytes:
-        content = request.content
-        if length is not None and content.is_eof():
-            # The whole body came with the headers (the usual case for webhooks): nothing to
-            # wait for, so no timer to arm and cancel on the hot path.
-            return await content.read()
-        try:
-            async with asyncio.timeout(self._read_timeout):
-                if length is not None:
-                    # The HTTP parser never delivers more than Content-Length.
-                    return await request.content.read()
-                return await self._read_chunked(request)
-        except TimeoutError:
-            raise _Rejected(Outcome.REQUEST_TIMEOUT, "body read timed out", True) from None
-
-    async def _read_chunked(self, request: web.BaseRequest) -> bytes:
-        chunks = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > self._max_body:
-                raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "body above limit", True)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     # -- answers ----------------------------------------------------------------------------
+
+    def _authenticated(self, result: AuthResult, *, close: bool = False) -> tuple[str, ...]:
+        if result.failure is not None:
+            raise self._unauthorized(result.failure, close=close)
+        return result.credentials
 
     def _unauthorized(self, failure: AuthFailure, *, close: bool = False) -> _Rejected:
         self._metrics.auth_failures[failure].inc()
         return _Rejected(Outcome.UNAUTHORIZED, failure.value, close)
 
     def _answer(self, outcome: Outcome) -> web.Response:
-        status = _STATUS[outcome]
-        response = web.Response(status=status, body=_BODIES[outcome], content_type=_JSON)
+        status = STATUS[outcome]
+        response = web.Response(status=status, body=BODIES[outcome], content_type=_JSON)
         if status == 503:
             response.headers["Retry-After"] = self._retry_after
         return response
@@ -294,7 +359,7 @@ def _request_id(request: web.BaseRequest) -> str:
     given = request.headers.get("X-Request-Id")
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return os.urandom(16).hex()
+    return new_request_id()
 
 
 def _compare(given: str, expected: bytes) -> bool:

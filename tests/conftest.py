@@ -91,10 +91,10 @@ async def make_settings(kafka_bootstrap: str) -> AsyncIterator[SettingsFactory]:
         return config.Settings.model_validate(data)
 
     yield build
-    await _delete_topics(kafka_bootstrap, prefix=f"test.{suffix}.")
+    await delete_topics(kafka_bootstrap, prefix=f"test.{suffix}.")
 
 
-async def _delete_topics(bootstrap: str, *, prefix: str) -> None:
+async def delete_topics(bootstrap: str, *, prefix: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()

@@ -1,7 +1,7 @@
 """A relay under steady load while Kafka brokers crash, hang and come back.
 
 The harness behind the failover test (tests/integration/test_failover.py) and the failover
-measurements (bench/failover.py): an open-loop load of unique webhooks against a real relay
+measurements (`python -m bench.failover`): an open-loop load of unique webhooks against a real relay
 process, a watch on its /readyz, faults injected into a real ``LocalKafkaCluster``, and a
 read-back of every topic to reconcile what Kafka holds against what the relay answered.
 """

@@ -84,7 +84,7 @@ def refused_start(extra_env: dict[str, str]) -> str:
     """`serve` with `extra_env` must exit 1 before its webhook port ever listens; its stderr."""
     port = free_port()
     env = {
-        "RELAY_AUTH__BEARER_TOKENS": '["t"]',
+        "RELAY_AUTH__BEARER_TOKENS": f'["{TOKEN}"]',
         "RELAY_SERVER__HOST": "127.0.0.1",
         "RELAY_SERVER__PORT": str(port),
         "RELAY_ADMIN__HOST": "127.0.0.1",
@@ -118,6 +118,17 @@ def test_serve_refuses_to_start_without_credentials() -> None:
         result = run_cli(command, env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
         assert result.returncode == 2
         assert "no credential configured" in result.stderr
+
+
+def test_serve_and_check_config_refuse_a_guessable_credential() -> None:
+    weak = {"RELAY_AUTH__BEARER_TOKENS": '["short-token"]'}
+    for command in ("serve", "check-config"):
+        result = run_cli(command, env=weak)
+        assert result.returncode == 2
+        assert "auth.bearer_tokens[0]: shorter than 16 characters" in result.stderr
+        assert "short-token" not in result.stderr
+    allowed = run_cli("check-config", env={**weak, "RELAY_AUTH__ALLOW_WEAK_CREDENTIALS": "true"})
+    assert allowed.returncode == 0, allowed.stderr
 
 
 async def test_tail_and_topics_need_no_webhook_credential(

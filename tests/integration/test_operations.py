@@ -103,7 +103,7 @@ async def test_metrics_count_what_happened(relay: RunningRelay) -> None:
     assert value(text, "whatsapp_relay_records_published_total", event_type="status") == 3
     assert value(text, "whatsapp_relay_records_published_total", event_type="unrouted") == 3
     assert value(text, "whatsapp_relay_records_published_total", event_type="message") == 0
-    assert value(text, "whatsapp_relay_unrouted_fields_total", field="message_echoes") == 3
+    assert value(text, "whatsapp_relay_unrouted_fields_total", field="smb_message_echoes") == 3
     assert value(text, "whatsapp_relay_publish_duration_seconds_count") == 3
     assert value(text, "whatsapp_relay_auth_failures_total", reason="invalid_token") == 1
     # Bodies are measured once read: the 3 accepted, the 400 and the 404.

@@ -1,4 +1,4 @@
-"""The HTTP contract (DESIGN section 2) and the record contract (section 4), end to end:
+"""The HTTP contract (docs/design.md §3) and the record contract (§5), end to end:
 requests in through a real socket, records read back from a real broker."""
 
 from __future__ import annotations
@@ -55,13 +55,16 @@ def status_of(raw: bytes) -> int:
 
 
 @contextlib.asynccontextmanager
-async def stalled_request(relay: RunningRelay, *, content_length: int) -> AsyncIterator[None]:
-    """An authenticated POST whose body never completes, in flight until the block ends."""
+async def stalled_request(
+    relay: RunningRelay, *, content_length: int, sent: int = 1
+) -> AsyncIterator[None]:
+    """An authenticated POST that sends `sent` bytes of its body and stalls, in flight until
+    the block ends."""
     _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
     writer.write(
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
-        b"Content-Length: %d\r\n\r\n{" % content_length
+        b"Content-Length: %d\r\n\r\n" % content_length + b"{" + b" " * (sent - 1)
     )
     await writer.drain()
     try:
@@ -156,7 +159,7 @@ async def test_mixed_batch_gives_one_record_per_event_type(relay: RunningRelay) 
         EventType.STATUS: (f"{samples.PHONE_NUMBER_ID}:222", b"messages"),
         EventType.TEMPLATE: (samples.WABA_ID, b"message_template_status_update"),
         EventType.ACCOUNT: (samples.WABA_ID, b"account_update"),
-        EventType.UNROUTED: (samples.WABA_ID, b"message_echoes,field_meta_adds_next_year"),
+        EventType.UNROUTED: (samples.WABA_ID, b"smb_message_echoes,field_meta_adds_next_year"),
     }
     for event_type, (key, fields) in expected.items():
         [record] = await consume(bootstrap, relay.settings.topics.for_type(event_type), expect=1)
@@ -167,7 +170,7 @@ async def test_mixed_batch_gives_one_record_per_event_type(relay: RunningRelay) 
         assert headers["ce_type"] == f"whatsapp.{event_type.value}".encode()
         assert headers["ce_id"] == f"{hashlib.sha256(body).hexdigest()}-{event_type}".encode()
     metrics = await relay.metrics()
-    assert 'whatsapp_relay_unrouted_fields_total{field="message_echoes"} 1.0' in metrics
+    assert 'whatsapp_relay_unrouted_fields_total{field="smb_message_echoes"} 1.0' in metrics
     assert 'whatsapp_relay_unrouted_fields_total{field="other"} 1.0' in metrics
 
 
@@ -196,16 +199,61 @@ async def test_unknown_fields_are_accepted_on_unrouted(relay: RunningRelay) -> N
     assert dict(record.headers)["wa-fields"] == b"calls"
 
 
-async def test_routing_override_sends_echoes_to_the_message_topic(
+async def test_routing_override_sends_echoes_to_the_message_topic_keyed_by_the_user(
     relay_factory: Callable[..., Any],
 ) -> None:
-    relay = await relay_factory(routing={"fields": {"message_echoes": "message"}})
-    body = samples.body(samples.envelope(samples.echo_change()))
+    # The override the README and the example configuration show, on a real echo body.
+    relay = await relay_factory(routing={"fields": {"smb_message_echoes": "message"}})
+    body = samples.body(samples.envelope(samples.echo_change(to_user_id=samples.BSUID)))
     assert (await relay.post(body)).status == 200
     [record] = await consume(
         relay.settings.kafka.bootstrap_servers, relay.settings.topics.message, expect=1
     )
     assert record.value == body
+    assert record.key == f"{samples.PHONE_NUMBER_ID}:{samples.BSUID}".encode()
+    assert dict(record.headers)["wa-fields"] == b"smb_message_echoes"
+
+
+async def test_one_user_keeps_one_key_whatever_meta_withholds(relay: RunningRelay) -> None:
+    """A user's conversation as Meta sends it in 2026, read back from Kafka: the BSUID keys
+    it whether or not the phone number is present, statuses included; a changed BSUID is
+    announced on the new key's partition, ahead of what the user sends next."""
+    bsuid, phone, renewed = samples.BSUID, "16315551181", "US.40187760351962118042"
+    bodies = {
+        EventType.MESSAGE: [
+            samples.message_change(sender=phone, user_id=bsuid, text="first"),
+            samples.message_change(sender=None, user_id=bsuid, username="@kerry", text="2nd"),
+            samples.system_change(previous_user_id=bsuid, user_id=renewed),
+            samples.message_change(sender=None, user_id=renewed, text="after the change"),
+        ],
+        EventType.STATUS: [
+            samples.status_change(recipient=phone, status="sent", user_id=bsuid),
+            samples.status_change(recipient=None, status="read", user_id=bsuid),
+        ],
+    }
+    for changes in bodies.values():
+        for change in changes:
+            assert (await relay.post(samples.body(samples.envelope(change)))).status == 200
+
+    bootstrap = relay.settings.kafka.bootstrap_servers
+    messages = await consume(bootstrap, relay.settings.topics.message, expect=4)
+    statuses = await consume(bootstrap, relay.settings.topics.status, expect=2)
+    first, second = f"{samples.PHONE_NUMBER_ID}:{bsuid}", f"{samples.PHONE_NUMBER_ID}:{renewed}"
+    keys = {record.value: record.key.decode() for record in messages + statuses}
+    assert [keys[samples.body(samples.envelope(c))] for c in bodies[EventType.MESSAGE]] == [
+        first,
+        first,
+        second,
+        second,
+    ]
+    assert {keys[samples.body(samples.envelope(c))] for c in bodies[EventType.STATUS]} == {first}
+    for record in messages + statuses:
+        assert dict(record.headers)["ce_subject"] == record.key
+    # Same key, same partition, in the order sent: the notice precedes the next message.
+    by_key = [r for r in messages if r.key == second.encode()]
+    assert len({r.partition for r in by_key}) == 1
+    assert [orjson.loads(r.value)["entry"][0]["changes"][0]["value"]["messages"][0]["type"]
+            for r in sorted(by_key, key=lambda r: r.offset)] == ["system", "text"]  # fmt: skip
 
 
 async def test_a_body_near_the_limit_is_accepted_and_stored(relay: RunningRelay) -> None:
@@ -219,6 +267,49 @@ async def test_a_body_near_the_limit_is_accepted_and_stored(relay: RunningRelay)
         relay.settings.kafka.bootstrap_servers, relay.settings.topics.message, expect=1
     )
     assert record.value == body
+
+
+async def test_nothing_the_ingress_accepts_is_refused_by_the_producer(
+    relay_factory: Callable[..., Any],
+) -> None:
+    """The largest record the relay accepts (a body of exactly the limit, the longest ids,
+    the most and longest field names, the longest signature header the server takes) is
+    stored; one id character or one field name more is a 400, never a 503 to retry forever."""
+    data, routes = samples.largest_record()
+    _, one_more_route = samples.largest_record(extra_fields=1)
+    relay = await relay_factory(routing={"fields": one_more_route})
+    limit = relay.settings.server.max_body_bytes
+    change = data["entry"][0]["changes"][0]
+    change["value"]["messages"][0]["text"]["body"] = "x" * (limit - len(samples.body(data)))
+    body = samples.body(data)
+    assert len(body) == limit
+    signature = "sha256=" + "0" * 8000  # unverified in bearer mode, passed through as is
+    response = await relay.post(body, headers={"X-Hub-Signature-256": signature})
+    assert response.status == 200
+
+    [record] = await consume(
+        relay.settings.kafka.bootstrap_servers, relay.settings.topics.message, expect=1
+    )
+    person = change["value"]["messages"][0]["from_user_id"]
+    assert record.value == body
+    assert record.key == f"{person}:{person}".encode()
+    headers = dict(record.headers)
+    assert headers["wa-fields"].decode().split(",") == ["messages", *routes]
+    assert headers["x-hub-signature-256"] == signature.encode()
+
+    refused = [
+        samples.largest_record(extra_id_chars=1)[0],
+        samples.largest_record(extra_fields=1)[0],
+        # The hostile-edge issue's reproductions: a 1.3 MB entry id, 10,000 field names.
+        samples.envelope(samples.template_change(), waba_id="9" * 1_300_000),
+        samples.envelope(*({"field": f"f{i}", "value": {}} for i in range(10_000))),
+    ]
+    for over in refused:
+        answer = await relay.post(samples.body(over), headers={"X-Hub-Signature-256": signature})
+        assert answer.status == 400
+    assert await topic_sizes(relay) == {t: int(t is EventType.MESSAGE) for t in EventType}
+    metrics = await relay.metrics()
+    assert f'whatsapp_relay_requests_total{{outcome="bad_request"}} {len(refused)}.0' in metrics
 
 
 async def test_request_id_is_generated_when_absent_or_unsafe(relay: RunningRelay) -> None:
@@ -280,7 +371,9 @@ def sign(body: bytes, secret: str = APP_SECRET) -> str:
 async def test_meta_signature_is_checked_and_passed_through(
     relay_factory: Callable[..., Any],
 ) -> None:
-    relay = await relay_factory(auth={"bearer_tokens": [], "app_secrets": ["old", APP_SECRET]})
+    relay = await relay_factory(
+        auth={"bearer_tokens": [], "app_secrets": ["old-app-secret-000", APP_SECRET]}
+    )
     body = samples.body(samples.envelope(samples.status_change()))
     good = await relay.post(body, token=None, headers={"X-Hub-Signature-256": sign(body)})
     assert good.status == 200
@@ -419,8 +512,11 @@ async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any
 
 async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any]) -> None:
     relay = await relay_factory(server={"max_inflight_bytes": 4096, "body_read_timeout_seconds": 5})
-    # One request announcing 3000 bytes holds most of the budget while its body trickles.
-    async with stalled_request(relay, content_length=3000):
+    # Bodies are counted as they arrive: announcing 3500 bytes holds nothing; having sent 3000
+    # of them holds most of the budget.
+    async with stalled_request(relay, content_length=3500, sent=3000):
+        while relay.service.handler.inflight_bytes < 3000:
+            await asyncio.sleep(0.01)
         small = samples.body(samples.envelope(samples.template_change()))
         assert len(small) < 1096
         assert (await relay.post(small)).status == 200  # fits next to it

@@ -19,15 +19,18 @@ def auth() -> Authenticator:
 
 
 def test_any_configured_token_is_valid_and_reported_by_index(auth: Authenticator) -> None:
-    assert auth.check_bearer("Bearer old-token").credentials == ("bearer:0",)
-    assert auth.check_bearer("bearer new-token").credentials == ("bearer:1",)
+    assert auth.check_bearer(["Bearer old-token"]).credentials == ("bearer:0",)
+    assert auth.check_bearer(["bearer new-token"]).credentials == ("bearer:1",)
 
 
 @pytest.mark.parametrize(
     ("header", "failure"),
     [
-        (None, AuthFailure.MISSING_CREDENTIALS),
+        ([], AuthFailure.MISSING_CREDENTIALS),
         ("", AuthFailure.MALFORMED_HEADER),
+        # The right token twice, or right and wrong: which one counts would be ambiguous.
+        (["Bearer old-token", "Bearer old-token"], AuthFailure.MALFORMED_HEADER),
+        (["Bearer old-token", "Bearer nope"], AuthFailure.MALFORMED_HEADER),
         ("Basic b2xkLXRva2Vu", AuthFailure.MALFORMED_HEADER),
         ("Bearer", AuthFailure.MALFORMED_HEADER),
         ("Bearer a b", AuthFailure.MALFORMED_HEADER),
@@ -39,9 +42,9 @@ def test_any_configured_token_is_valid_and_reported_by_index(auth: Authenticator
     ],
 )
 def test_bad_bearer_headers_fail_without_raising(
-    auth: Authenticator, header: str | None, failure: AuthFailure
+    auth: Authenticator, header: str | list[str], failure: AuthFailure
 ) -> None:
-    result = auth.check_bearer(header)
+    result = auth.check_bearer([header] if isinstance(header, str) else header)
     assert not result.ok
     assert result.failure is failure
 

@@ -39,14 +39,14 @@ def test_env_overrides_file_with_json_lists_and_scalars() -> None:
         {
             "RELAY_SERVER__PORT": "9100",
             "RELAY_AUTH__BEARER_TOKENS": '["a", "b"]',
-            "RELAY_ROUTING__FIELDS": '{"message_echoes": "message"}',
+            "RELAY_ROUTING__FIELDS": '{"smb_message_echoes": "message"}',
             "RELAY_KAFKA__SASL_PASSWORD": "12345",  # stays a string, not a number
             "UNRELATED": "x",
         },
     )
     assert s.server.port == 9100
     assert s.auth.bearer_tokens == ["a", "b"]
-    assert s.routing.fields == {"message_echoes": EventType.MESSAGE}
+    assert s.routing.fields == {"smb_message_echoes": EventType.MESSAGE}
     assert s.kafka.sasl_password == "12345"
 
 
@@ -129,8 +129,35 @@ def test_serving_needs_a_credential_other_commands_do_not() -> None:
         "auth: no credential configured: set auth.bearer_tokens or auth.app_secrets "
         "(an open webhook would publish anything anyone posts)"
     ]
-    assert parse(None, TOKENS).serving_problems() == []
-    assert parse(None, {"RELAY_AUTH__APP_SECRETS": '["s"]'}).serving_problems() == []
+    strong = "0123456789abcdef"
+    assert parse(None, {"RELAY_AUTH__BEARER_TOKENS": f'["{strong}"]'}).serving_problems() == []
+    assert parse(None, {"RELAY_AUTH__APP_SECRETS": f'["{strong}"]'}).serving_problems() == []
+
+
+def test_short_credentials_are_refused_for_serving_unless_allowed() -> None:
+    env = {
+        "RELAY_AUTH__BEARER_TOKENS": '["0123456789abcdef", "short-token"]',
+        "RELAY_AUTH__APP_SECRETS": '["0123456789abcde"]',
+    }
+    problems = parse(None, env).serving_problems()
+    assert [p.split(":")[0] for p in problems] == ["auth.bearer_tokens[1]", "auth.app_secrets[0]"]
+    assert all("shorter than 16 characters" in p for p in problems)
+    assert not any("short-token" in p for p in problems)  # never echo the secret
+    allowed = {**env, "RELAY_AUTH__ALLOW_WEAK_CREDENTIALS": "true"}
+    assert parse(None, allowed).serving_problems() == []
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a" * 250, "has space", "slash/name", "t\u00f6pic", "colon:x"]
+)
+def test_topic_names_follow_kafkas_rules(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"topics\.status"):
+        parse(None, {**TOKENS, "RELAY_TOPICS__STATUS": name})
+
+
+def test_longest_legal_topic_name_is_accepted() -> None:
+    name = "a." + "b" * 245 + "_-"
+    assert parse(None, {**TOKENS, "RELAY_TOPICS__STATUS": name}).topics.status == name
 
 
 def test_invalid_yaml_is_a_config_error() -> None:

@@ -1,0 +1,148 @@
+"""The run's summary on stdout: one row per phase, the reconciliation per event type, the
+targets, versions and notes. The JSON result holds more; docs/benchmark.md explains each column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.cpus import LOAD_CPU
+from bench.payloads import EVENT_TYPES
+
+
+def fmt(v: Any, spec: str = ".2f") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def print_table(res: dict[str, Any], path: Path | None) -> None:
+    p = print
+    s = res["settings"]
+    if s["pinned"]:
+        where = (
+            f"relay pinned to cpu {s['relay_cpu']}, "
+            f"broker and load generator on cpu {s['broker_and_load_cpu']}"
+        )
+    else:
+        where = "NOT pinned"
+    p()
+    p(f"whatsapp-relay benchmark {res['run_id']}{' (smoke)' if res['smoke'] else ''}: {where}")
+    pl = res["payloads"]
+    p(
+        f"payloads: {pl['count']} bodies of {pl['bytes']['min']}-{pl['bytes']['max']} B "
+        f"(median {pl['bytes']['median']}), {pl['records_per_request']} records per request"
+    )
+    cols = [
+        ("phase", 11),
+        ("offered/s", 10),
+        ("acked/s", 9),
+        ("p50", 8),
+        ("p90", 8),
+        ("p99", 8),
+        ("p99.9", 8),
+        ("max", 8),
+        ("late", 7),
+        ("non-200", 8),
+        ("errors", 7),
+        ("relay cpu", 10),
+        ("cpu s/1k", 9),
+        ("rss MiB", 8),
+        ("cpu1", 6),
+    ]
+    head = "".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}" for i, (name, w) in enumerate(cols))
+    p()
+    p("latencies in ms; cpu s/1k: relay cpu seconds per 1000 requests; cpu1: how busy the")
+    p("broker + load generator core was; * marks an open-loop rate the relay did not keep up with")
+    p(head)
+    p("-" * len(head))
+    for ph in res["closed_loop"] + res["open_loop"]:
+        lat, rel = ph["latency_ms"], ph["relay"]
+        offered = f"{ph['offered_rps']:.0f}" if ph["offered_rps"] else f"c={ph['connections']}"
+        acked = f"{ph['acked_rps']:.0f}" + ("*" if ph.get("saturated") else "")
+        values = [
+            ph["name"],
+            offered,
+            acked,
+            f"{lat['p50']:.2f}",
+            f"{lat['p90']:.2f}",
+            f"{lat['p99']:.2f}",
+            f"{lat['p99_9']:.2f}",
+            f"{lat['max']:.1f}",
+            fmt(ph.get("late_sends")),
+            str(ph["non_200"]),
+            str(sum(ph["errors"].values())),
+            fmt(rel.get("cpu_utilisation"), ".0%"),
+            fmt(rel.get("cpu_seconds_per_1000_requests"), ".3f"),
+            fmt(rel.get("rss_mib"), ".1f"),
+            fmt(rel.get("core_busy", {}).get(f"cpu{LOAD_CPU}"), ".0%"),
+        ]
+        p(
+            "".join(
+                f"{v:<{w}}" if i == 0 else f"{v:>{w}}"
+                for i, (v, (_, w)) in enumerate(zip(values, cols, strict=True))
+            )
+        )
+    p()
+    if res["open_loop"]:
+        p(
+            "open loop: latency runs from each request's due time, so queueing is counted "
+            "(no coordinated omission); late = written > 1 ms after due"
+        )
+    ref = res.get("reference")
+    if ref:
+        p(
+            f"reference, bare aiohttp + uvloop (token check, orjson parse, no Kafka): "
+            f"{ref['throughput_rps']:.0f} req/s, p99 {ref['latency_ms']['p99']:.2f} ms, "
+            f"cpu s/1k {fmt(ref['cpu_seconds_per_1000_requests'], '.3f')}"
+        )
+    relay = res["relay"]
+    p(
+        f"relay: peak RSS {fmt(relay.get('peak_rss_mib'), '.1f')} MiB, "
+        f"cpu s/1k over the whole run {fmt(relay.get('cpu_seconds_per_1000_requests'), '.3f')}, "
+        f"exit code {relay.get('exit_code')} after {fmt(relay.get('shutdown_seconds'))} s"
+    )
+    rc = res["reconciliation"]
+    p()
+    p(f"{'event type':<12}{'expected':>12}{'found':>12}{'lost':>8}{'extra':>8}")
+    for t in EVENT_TYPES:
+        p(
+            f"{t:<12}{rc['expected'][t]:>12}{rc['found'][t]:>12}{rc['lost'][t]:>8}{rc['extra'][t]:>8}"
+        )
+    verdict = "OK, zero lost" if rc["ok"] else "FAILED"
+    p(
+        f"reconciliation: {verdict} ({rc['answered_200']} requests answered 200, "
+        f"{rc['records_consumed']} records read back in {rc['consume_seconds']} s)"
+    )
+    p()
+    if res["targets"] is None:
+        p("targets: not evaluated in a smoke run")
+    else:
+        for name, t in res["targets"].items():
+            mark = "met" if t["met"] else "NOT met"
+            p(f"target {name} {t['target']}: {fmt(t['value'])} -> {mark}")
+    v = res["versions"]
+    p(
+        f"versions: python {v['python']}, whatsapp-relay {v['whatsapp_relay']}, "
+        f"aiohttp {v['aiohttp']}, aiokafka {v['aiokafka']}, orjson {v['orjson']}, "
+        f"uvloop {v['uvloop']}, kafka {v['kafka_broker']}, {v['go']}"
+    )
+    mach = res["machine"]
+    p(
+        f"machine: {mach['cpu_model']}, {mach['cpus']} cpus, {mach['memory_gib']} GiB, "
+        f"kernel {mach['kernel']}"
+    )
+    for note in res["notes"]:
+        p(f"note: {note}")
+    if path:
+        p(f"results: {path}")
+    if res["problems"]:
+        p()
+        bar = "!" * 78
+        p(bar)
+        for prob in res["problems"]:
+            p(f"!! {prob}")
+        p(bar)

@@ -1,0 +1,417 @@
+"""The connection layer of both listeners: aiohttp's HTTP/1.1 protocol, bounded for the internet.
+
+aiohttp's defaults suit a server behind a trusted proxy: an hour of keep-alive, no bound on the
+time to send a request head, ten seconds of reading whatever a refused client keeps sending,
+parser errors logged at ERROR with the offending bytes (tokens included) and quoted back in a
+`text/plain` answer, a version banner. Here, for every connection:
+
+- at most `max_connections` are open. At the cap, the oldest connection with no request in
+  progress (idle keep-alive, or still sending its head) is closed to admit the new one; only
+  when every connection is busy with a request is the new one answered 503 and closed;
+- a request head must arrive within `header_timeout_seconds` of its first byte (of the
+  connection's opening, for the first request) and within `max_header_bytes`;
+- an idle keep-alive connection closes after `keepalive_timeout_seconds`;
+- after an answer that closes the connection, at most `DRAIN_BYTES` more are read, for at most
+  `DRAIN_SECONDS`: enough for an honest client to read its answer instead of a reset, too little
+  for anyone to keep the relay reading;
+- malformed HTTP gets a JSON 400 with `X-Request-Id`, is counted as `bad_http`, and is logged as
+  one rate-limited INFO line with the error's class and the peer. No request byte ever reaches a
+  log line or an answer, whoever writes it;
+- bodies are never inflated (`auto_decompress=False`; the webhook refuses `Content-Encoding`);
+- no `Server` header.
+
+The aiohttp internals this relies on are listed in `self_check()`, which start-up runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import traceback
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any, NamedTuple
+
+from aiohttp import hdrs, web, web_protocol
+from aiohttp.http import HttpVersion11, RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_request import BaseRequest
+
+from relay.config import ServerConfig
+from relay.logs import RateLimitedLog
+from relay.metrics import Metrics
+from relay.outcomes import BODIES, ConnectionEnd, Outcome
+from relay.runtime import StartupError
+
+log = logging.getLogger("relay.edge")
+
+# After an answer that closes the connection: what an honest client may still be sending (the
+# rest of a small body) fits; an attacker's stream is cut.
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 0.25
+# How often deadlines are checked: a head timeout fires up to this late.
+SWEEP_SECONDS = 0.25
+# Webhook senders send about ten headers; aiohttp's per-line bounds (8190 bytes) stay.
+MAX_HEADERS = 64
+
+_JSON = "application/json"
+# aiohttp answers a request it could not parse with a placeholder request whose version is
+# HTTP/1.0; the answer should speak the version the server does.
+_ERROR_MESSAGE = web_protocol.ERROR._replace(version=HttpVersion11)
+
+
+def new_request_id() -> str:
+    return os.urandom(16).hex()
+
+
+class EdgeLimits(NamedTuple):
+    max_connections: int
+    header_timeout: float
+    max_header_bytes: int
+    keepalive_timeout: float
+    retry_after: int
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> EdgeLimits:
+        return cls(
+            server.max_connections,
+            server.header_timeout_seconds,
+            server.max_header_bytes,
+            server.keepalive_timeout_seconds,
+            server.retry_after_seconds,
+        )
+
+
+class EdgeRequest(BaseRequest):
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        # Runs after aiohttp set its default headers and before they are written.
+        response.headers.popall(hdrs.SERVER, None)
+
+
+class EdgeServer(web.Server):
+    """aiohttp's low-level server with the bounded protocol below; one per listener.
+
+    `metrics` counts the public listener's connection-level answers; the admin listener passes
+    None (its requests are not webhooks).
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+        limits: EdgeLimits,
+        metrics: Metrics | None = None,
+        *,
+        access_log: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(handler, request_factory=self._request)
+        self.limits = limits
+        self._metrics = metrics
+        self._event_loop = asyncio.get_running_loop()
+        self._options: dict[str, Any] = {
+            "keepalive_timeout": limits.keepalive_timeout,
+            "lingering_time": DRAIN_SECONDS,
+            "auto_decompress": False,
+            "max_headers": MAX_HEADERS,
+            "access_log": access_log,
+            # aiohttp's default format quotes the request line (a verify token travels in the
+            # GET handshake's query), the Referer and the User-Agent: client bytes, all of them.
+            "access_log_format": '%a %t "%s" %b %Tf',
+        }
+        # Insertion order is connection age: eviction takes the oldest idle one.
+        self.open: dict[EdgeProtocol, None] = {}
+        self._bad_http_log = RateLimitedLog(log, "malformed HTTP")
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __call__(self) -> EdgeProtocol:
+        if self._sweeper is None:
+            self._sweeper = self._event_loop.create_task(self._sweep(), name="edge-sweeper")
+        return EdgeProtocol(self, loop=self._event_loop, **self._options)
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await super().shutdown(timeout)
+
+    def now(self) -> float:
+        return self._event_loop.time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self._event_loop.call_later(delay, callback)
+
+    def _request(
+        self,
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: web_protocol.RequestHandler,
+        writer: Any,
+        task: asyncio.Task[None],
+    ) -> BaseRequest:
+        if message is web_protocol.ERROR:
+            message = _ERROR_MESSAGE
+        if isinstance(protocol, EdgeProtocol):
+            protocol.busy = True
+        return EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
+
+    # -- admission --------------------------------------------------------------------------
+
+    def admit(self, protocol: EdgeProtocol) -> bool:
+        if len(self.open) >= self.limits.max_connections:
+            victim = next((c for c in self.open if not c.busy), None)
+            if victim is None:
+                self.closed(ConnectionEnd.REFUSED)
+                return False
+            self.closed(ConnectionEnd.EVICTED)
+            victim.force_close()
+            self.open.pop(victim, None)
+        self.open[protocol] = None
+        return True
+
+    def forget(self, protocol: EdgeProtocol) -> None:
+        self.open.pop(protocol, None)
+
+    # -- counting and logging ---------------------------------------------------------------
+
+    def closed(self, reason: ConnectionEnd) -> None:
+        if self._metrics is not None:
+            self._metrics.connections_closed[reason].inc()
+
+    def answered(self, outcome: Outcome) -> None:
+        if self._metrics is not None:
+            self._metrics.requests[outcome].inc()
+
+    def bad_http(self, reason: str, peer: str | None) -> None:
+        self.answered(Outcome.BAD_HTTP)
+        self._bad_http_log.info(reason=reason, peer=peer, outcome=Outcome.BAD_HTTP.value)
+
+    async def _sweep(self) -> None:
+        timeout = self.limits.header_timeout
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            expired = self.now() - timeout
+            # A head that began while an earlier request is still being answered (pipelining)
+            # waits for that answer; its timeout applies once the connection is free.
+            late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
+            for protocol in late:
+                if not protocol.busy and protocol.head_since is not None:
+                    protocol.head_timed_out()
+
+
+class EdgeProtocol(web_protocol.RequestHandler):
+    """One connection. `head_since` is when the request head now arriving began (None between
+    requests and while a body arrives); `busy` is True while a request is being answered."""
+
+    __slots__ = (
+        "_close_handle",
+        "_drain_left",
+        "_edge",
+        "_head_bytes",
+        "_payload",
+        "busy",
+        "head_since",
+    )
+
+    def __init__(self, edge: EdgeServer, **options: Any) -> None:
+        super().__init__(edge, **options)
+        self._edge = edge
+        self.head_since: float | None = None
+        self._head_bytes = 0
+        self._payload: StreamReader | None = None
+        self.busy = False
+        self._drain_left = -1  # bytes still read after a closing answer; -1: not draining
+        self._close_handle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self._edge.admit(self):
+            self._edge.answered(Outcome.OVERLOADED)
+            self._answer_and_close(503, Outcome.OVERLOADED)
+            return
+        self.head_since = self._edge.now()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._edge.forget(self)
+        super().connection_lost(exc)
+        # Both point back here: let reference counting free everything.
+        self._payload = None
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._drain_left >= 0:
+            # An answer that closes the connection went out: read (to spare an honest client
+            # a reset) but never parse, and only so much.
+            self._drain_left -= len(data)
+            if self._drain_left < 0:
+                self._edge.closed(ConnectionEnd.DRAIN_LIMIT)
+                self.force_close()
+            return
+        if (
+            data  # aiohttp calls with b"" to re-parse what it buffered
+            and self.head_since is None
+            and (self._payload is None or self._payload.is_eof())
+        ):
+            self.head_since = self._edge.now()  # the first bytes of the next request's head
+        messages = self._messages
+        queued = len(messages)
+        super().data_received(data)
+        if len(messages) == queued:
+            if self.head_since is not None:
+                self._head_bytes += len(data)
+                if self._head_bytes > self._edge.limits.max_header_bytes:
+                    self._head_too_large()
+            return
+        message, payload = messages[-1]
+        error = getattr(message, "exc", None)  # aiohttp queues a parse error as a message
+        if error is not None:
+            # Answered here rather than by aiohttp's error handler, which would log the bytes,
+            # quote them back and close at once (a client still sending would get a reset
+            # instead of its 400). Its traceback's frames hold the bytes received, and one of
+            # them holds the error: a cycle only the cyclic collector would free.
+            error.__traceback__ = None
+            messages.pop()
+            self._edge.bad_http(type(error).__name__, self._peer())
+            self._answer_and_close(400, Outcome.BAD_HTTP)
+            return
+        if len(messages) == queued + 1:
+            # This chunk ended the head; what it held beyond the head went to the body.
+            head = self._head_bytes + len(data) - payload.total_bytes
+            if head > self._edge.limits.max_header_bytes:
+                self._head_too_large()
+                return
+        self.head_since = None
+        self._head_bytes = 0
+        self._payload = payload
+
+    def _head_too_large(self) -> None:
+        self._edge.bad_http("request head too large", self._peer())
+        self._answer_and_close(431, Outcome.BAD_HTTP)
+
+    async def finish_response(
+        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        result = await super().finish_response(request, resp, start_time)
+        self.busy = False
+        if not resp.keep_alive:
+            self._drain_left = DRAIN_BYTES
+        return result
+
+    def head_timed_out(self) -> None:
+        self._edge.closed(ConnectionEnd.HEADER_TIMEOUT)
+        if self._head_bytes:
+            # A client that started a request learns why it ended; a connection that never
+            # said anything is just closed.
+            self._edge.answered(Outcome.REQUEST_TIMEOUT)
+            self._answer_and_close(408, Outcome.REQUEST_TIMEOUT)
+        else:
+            self.head_since = None
+            self.force_close()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a handler that raised (500), or to a request it could not parse
+        that `data_received` did not see (400). `message` quotes request bytes: never used."""
+        if status == 400:
+            reason = type(exc).__name__ if exc is not None else "bad request"
+            self._edge.bad_http(reason, request.remote)
+            outcome = Outcome.BAD_HTTP
+        else:
+            log.error(
+                "request handler failed",
+                extra={"error": type(exc).__name__, "status": status, "stack": _stack(exc)},
+            )
+            self._edge.answered(Outcome.INTERNAL_ERROR)
+            outcome = Outcome.INTERNAL_ERROR
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer had begun; the connection is closed instead")
+        response = web.Response(status=status, body=BODIES[outcome], content_type=_JSON)
+        response.headers["X-Request-Id"] = new_request_id()
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # aiohttp's own error lines format the exception, whose message may quote request bytes:
+        # keep the class and where it came from, never the message.
+        exc = kw.get("exc_info")
+        error = type(exc).__name__ if isinstance(exc, BaseException) else "unknown"
+        stack = _stack(exc) if isinstance(exc, BaseException) else ""
+        log.error("connection error", extra={"error": error, "stack": stack})
+
+    def _answer_and_close(self, status: int, outcome: Outcome) -> None:
+        """Answer where no request reached the handler, then drain briefly and close."""
+        self.head_since = None
+        transport = self.transport
+        if transport is None or self.busy:
+            # An answer is being written for an earlier (pipelined) request: no room for ours.
+            self.force_close()
+            return
+        transport.write(_raw_answer(status, outcome, self._edge.limits.retry_after))
+        # Nothing more is handled here: a head parsed in the same read must not reach the
+        # handler, and aiohttp's request loop (woken for it, or waiting) is stopped.
+        self._messages.clear()
+        if self._task_handler is not None:
+            self._task_handler.cancel()
+        self.close()
+        self._drain_left = DRAIN_BYTES
+        self._close_handle = self._edge.call_later(DRAIN_SECONDS, self.force_close)
+
+    def _peer(self) -> str | None:
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return str(peer[0]) if peer else None
+
+
+def _raw_answer(status: int, outcome: Outcome, retry_after: int) -> bytes:
+    """An answer written straight to the socket, where there is no request to answer."""
+    body = BODIES[outcome]
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        f"Content-Type: {_JSON}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        f"X-Request-Id: {new_request_id()}",
+    ]
+    if status == 503:
+        lines.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _stack(exc: BaseException | None) -> str:
+    if exc is None or exc.__traceback__ is None:
+        return ""
+    return "".join(traceback.format_tb(exc.__traceback__))
+
+
+def self_check() -> None:
+    """Fail start-up loudly if aiohttp no longer has what this module relies on."""
+    problems = []
+    handler_slots = getattr(web_protocol.RequestHandler, "__slots__", ())
+    for name in ("_messages", "_task_handler"):
+        if name not in handler_slots:
+            problems.append(f"aiohttp RequestHandler.{name}")
+    for cls, name in (
+        (web_protocol.RequestHandler, "finish_response"),
+        (web_protocol.RequestHandler, "handle_error"),
+        (web_protocol.RequestHandler, "log_exception"),
+        (BaseRequest, "_prepare_hook"),
+    ):
+        if not callable(getattr(cls, name, None)):
+            problems.append(f"aiohttp {cls.__name__}.{name}")
+    if not isinstance(getattr(web_protocol, "ERROR", None), RawRequestMessage):
+        problems.append("aiohttp web_protocol.ERROR")
+    if problems:
+        raise StartupError(
+            "this aiohttp release lacks what the relay's connection layer relies on: "
+            + ", ".join(problems)
+            + " (install the aiohttp version pyproject.toml allows)"
+        )

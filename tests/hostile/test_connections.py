@@ -1,0 +1,165 @@
+"""Connection-level abuse: slow heads, idle connections, too many connections, huge heads, and
+clients that keep sending after they were refused."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from tests.hostile.conftest import (
+    BODY,
+    SHORT_BOUNDS,
+    RelayStarter,
+    Target,
+    exchange,
+    head,
+    held_open,
+    small_send_buffer,
+)
+
+pytestmark = pytest.mark.asyncio
+
+# The sweeper checks deadlines four times a second; allow for that and a loaded machine.
+SLACK = 1.0
+
+
+async def test_a_trickled_head_is_answered_408_at_the_header_timeout(bearer: Target) -> None:
+    before = bearer.outcome("request_timeout")
+    pieces = [bytes([b]) for b in head(length=len(BODY))]
+    result = await exchange(bearer.port, *pieces, pause=0.2, read_for=6)
+    assert result.status == 408
+    assert result.closed
+    assert 1.0 <= result.seconds <= 1.0 + SLACK
+    assert bearer.outcome("request_timeout") == before + 1
+
+
+async def test_a_silent_connection_is_closed_at_the_header_timeout(bearer: Target) -> None:
+    result = await exchange(bearer.port, read_for=6)
+    assert result.closed
+    assert result.answer == b""
+    assert 1.0 <= result.seconds <= 1.0 + SLACK
+
+
+async def test_an_idle_keepalive_connection_closes_after_the_keepalive_timeout(
+    bearer: Target,
+) -> None:
+    result = await exchange(bearer.port, head(length=len(BODY)) + BODY, read_for=8)
+    assert result.status == 200
+    assert result.closed
+    # 2 s of keep-alive after the answer: longer than the header timeout, so it is the idle
+    # bound that ended it, not the head bound.
+    assert 2.0 <= result.seconds <= 2.0 + SLACK
+
+
+async def test_a_head_above_max_header_bytes_is_431_and_closed(bearer: Target) -> None:
+    before = bearer.outcome("bad_http")
+    filler = [b"X-Filler-%d: %s" % (i, b"f" * 1000) for i in range(40)]  # 40 KiB > 32 KiB
+    raw = head(*filler)
+    result = await exchange(bearer.port, *[raw[i : i + 4096] for i in range(0, len(raw), 4096)])
+    assert result.status == 431
+    assert result.closed
+    assert result.body == b'{"status":"bad_http"}'
+    assert bearer.outcome("bad_http") == before + 1
+
+
+async def test_no_version_banner_on_either_port(bearer: Target) -> None:
+    accepted = await exchange(bearer.port, head(length=len(BODY)) + BODY, read_for=0.5)
+    refused = await exchange(bearer.port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert accepted.status == 200
+    assert refused.status == 400
+    for answer in (accepted, refused):
+        assert answer.header("Server") is None
+    async with aiohttp.ClientSession() as http:
+        for path in ("/metrics", "/healthz", "/readyz", "/nope"):
+            url = f"http://127.0.0.1:{bearer.process.admin_port}{path}"
+            async with http.get(url) as response:
+                assert response.status in (200, 404)
+                assert "Server" not in response.headers
+
+
+async def test_an_honest_client_reads_its_401_and_an_attacker_stream_is_cut(
+    bearer: Target,
+) -> None:
+    # Honest: a wrong token with its small body sent at once reads the 401, not a reset.
+    wrong = b"wrong-token-0123456789"
+    honest = await exchange(bearer.port, head(token=wrong, length=len(BODY)) + BODY)
+    assert honest.status == 401
+    assert honest.closed
+
+    # Attacker: announces 50 MB, ignores the 401 and keeps streaming.
+    before = bearer.metric("whatsapp_relay_connections_closed_total", reason="drain_limit")
+    loop = asyncio.get_running_loop()
+    sock = small_send_buffer()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", bearer.port))
+    await loop.sock_sendall(sock, head(token=wrong, length=50_000_000))
+    started = time.monotonic()
+    sent = 0
+    cut = False
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                await loop.sock_sendall(sock, b"x" * 16384)
+                sent += 16384
+    except (ConnectionResetError, BrokenPipeError):
+        cut = True
+    except TimeoutError:
+        pass
+    finally:
+        sock.close()
+    assert cut, "the relay kept reading a refused body"
+    assert time.monotonic() - started < 1.0
+    # What a kernel buffers on both ends, plus the drain allowance; not the 50 MB.
+    assert sent < 16 * 1024 * 1024
+    assert bearer.metric("whatsapp_relay_connections_closed_total", reason="drain_limit") >= before
+
+
+async def test_at_the_connection_cap_idle_and_slow_connections_make_room(
+    start_relay: RelayStarter,
+) -> None:
+    target = start_relay(
+        RELAY_SERVER__MAX_CONNECTIONS="20",
+        RELAY_SERVER__HEADER_TIMEOUT_SECONDS="30",
+        RELAY_SERVER__KEEPALIVE_TIMEOUT_SECONDS="30",
+    )
+    # Twenty connections that started a head and stalled: the cap is full of them.
+    async with held_open(target.port, 20, b"POST /webhook HTTP/1.1\r\nHost: x\r\n"):
+        await asyncio.sleep(0.2)
+        result = await exchange(target.port, head(length=len(BODY)) + BODY, read_for=0.5)
+        assert result.status == 200
+    assert target.metric("whatsapp_relay_connections_closed_total", reason="evicted") >= 1
+    assert target.metric("whatsapp_relay_connection_limit") == 20
+
+
+async def test_when_every_connection_is_busy_a_new_one_gets_503(
+    start_relay: RelayStarter,
+) -> None:
+    target = start_relay(
+        RELAY_SERVER__MAX_CONNECTIONS="10",
+        RELAY_SERVER__BODY_READ_TIMEOUT_SECONDS="30",
+        RELAY_SERVER__MIN_BODY_RATE_BYTES_PER_SECOND="1",
+    )
+    # Ten authenticated requests in progress (their bodies trickle): none may be evicted.
+    async with held_open(target.port, 10, head(length=1000) + b"{"):
+        await asyncio.sleep(0.3)
+        result = await exchange(target.port, head(length=len(BODY)) + BODY)
+        assert result.status == 503
+        assert result.header("Retry-After") == "5"
+        assert result.closed
+    assert target.metric("whatsapp_relay_connections_closed_total", reason="refused") == 1
+
+
+async def test_a_thousand_idle_connections_do_not_keep_a_request_out(
+    start_relay: RelayStarter,
+) -> None:
+    target = start_relay(**SHORT_BOUNDS, RELAY_SERVER__MAX_CONNECTIONS="500")
+    async with held_open(target.port, 1000):
+        result = await exchange(target.port, head(length=len(BODY)) + BODY, read_for=0.5)
+        assert result.status == 200
+        assert target.metric("whatsapp_relay_connections") <= 500
+    # ...and the silent ones are gone after the header timeout.
+    await asyncio.sleep(1.0 + SLACK)
+    assert target.metric("whatsapp_relay_connections") <= 1

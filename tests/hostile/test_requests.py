@@ -1,0 +1,236 @@
+"""Request-level abuse: compressed bodies, slow and stalled uploads, ambiguous credentials,
+expectations, broken framing and smuggling attempts. Nothing reaches Kafka, nothing is a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import hmac
+import zlib
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.hostile.conftest import (
+    APP_SECRET,
+    BODY,
+    Target,
+    exchange,
+    head,
+    held_open,
+)
+
+pytestmark = pytest.mark.asyncio
+
+
+def signed(body: bytes, secret: str = APP_SECRET) -> bytes:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return b"X-Hub-Signature-256: sha256=" + digest.encode()
+
+
+# -- compressed bodies ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "payload"),
+    [
+        (b"gzip", b"this is not gzip at all"),  # used to be a 500 with a traceback
+        (b"gzip", gzip.compress(BODY)),
+        (b"deflate", zlib.compress(BODY)),
+        (b"br", b"\x0b\x02\x80"),
+        (b"gzip, identity", gzip.compress(BODY)),
+    ],
+)
+async def test_compressed_bodies_are_415_and_never_inflated(
+    bearer: Target, encoding: bytes, payload: bytes
+) -> None:
+    before = await bearer.published()
+    result = await exchange(
+        bearer.port, head(b"Content-Encoding: " + encoding, length=len(payload)) + payload
+    )
+    assert result.status == 415
+    assert result.body == b'{"status":"unsupported_media_type"}'
+    assert await bearer.published() == before
+
+
+async def test_identity_encoding_is_the_body_as_sent(bearer: Target) -> None:
+    result = await exchange(
+        bearer.port, head(b"Content-Encoding: identity", length=len(BODY)) + BODY
+    )
+    assert result.status == 200
+
+
+async def test_a_gzip_bomb_is_refused_before_authentication_and_before_inflating(
+    signature_only: Target,
+) -> None:
+    bomb = gzip.compress(b" " * (128 * 1024 * 1024))  # 127 KiB that would inflate to 128 MiB
+    before = signature_only.rss_mib()
+    results = await asyncio.gather(
+        *(
+            exchange(
+                signature_only.port,
+                head(b"Content-Encoding: gzip", signed(bomb), token=None, length=len(bomb)) + bomb,
+            )
+            for _ in range(8)
+        )
+    )
+    assert {r.status for r in results} == {415}
+    assert signature_only.rss_mib() < before + 30
+
+
+# -- slow and stalled uploads ---------------------------------------------------------------
+
+
+async def test_a_trickled_small_body_is_cut_by_the_minimum_rate(bearer: Target) -> None:
+    # 500 bytes announced, one byte every 0.2 s: at 16 KiB/s after a 2 s grace the body is due
+    # after about 2.03 s, long before the 3 s body timeout.
+    pieces = [head(length=500), *(b" " for _ in range(40))]
+    result = await exchange(bearer.port, *pieces, pause=0.2, read_for=6)
+    assert result.status == 408
+    assert result.closed
+    assert 1.9 <= result.seconds <= 2.9
+
+
+@pytest.mark.parametrize("mode", ["bearer", "signature_only"])
+async def test_a_hundred_stalled_unauthenticated_uploads_keep_no_one_out(
+    request: pytest.FixtureRequest, mode: str
+) -> None:
+    target: Target = request.getfixturevalue(mode)
+    # Each announces the largest body allowed, sends a little of it and stalls.
+    stall = head(b"X-Hub-Signature-256: sha256=" + b"0" * 64, token=b"wrong-token-0123456789",
+                 length=4 * 1024 * 1024) + b"{" * 1000  # fmt: skip
+    async with held_open(target.port, 100, stall):
+        await asyncio.sleep(0.3)
+        if mode == "bearer":
+            good = head(length=len(BODY)) + BODY
+        else:
+            good = head(signed(BODY), token=None, length=len(BODY)) + BODY
+        result = await exchange(target.port, good, read_for=3)
+        assert result.status == 200
+
+
+# -- ambiguous credentials ------------------------------------------------------------------
+
+
+async def test_two_authorization_headers_are_401_even_if_one_is_right(bearer: Target) -> None:
+    before = await bearer.published()
+    for second in (b"Bearer wrong-token-0123456789", b"Bearer " + TOKEN.encode()):
+        result = await exchange(
+            bearer.port, head(b"Authorization: " + second, length=len(BODY)) + BODY
+        )
+        assert result.status == 401
+    assert await bearer.published() == before
+
+
+async def test_two_signature_headers_are_401_even_if_one_is_right(signature_only: Target) -> None:
+    before = await signature_only.published()
+    wrong = b"X-Hub-Signature-256: sha256=" + b"0" * 64
+    for pair in ((signed(BODY), wrong), (wrong, signed(BODY)), (signed(BODY), signed(BODY))):
+        result = await exchange(
+            signature_only.port, head(*pair, token=None, length=len(BODY)) + BODY
+        )
+        assert result.status == 401
+    assert await signature_only.published() == before
+
+
+# -- Expect: 100-continue ---------------------------------------------------------------------
+
+
+async def test_expect_continue_is_answered_before_the_body(bearer: Target) -> None:
+    expect = b"Expect: 100-continue"
+    result = await exchange(bearer.port, head(expect, length=len(BODY)), read_for=0.5)
+    assert result.answer == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    # The whole exchange: the final answer follows the body.
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", bearer.port)
+    writer.write(head(expect, length=len(BODY)))
+    assert (
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    )
+    writer.write(BODY)
+    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert final.startswith(b"HTTP/1.1 200 ")
+    writer.close()
+    del loop
+
+
+@pytest.mark.parametrize(
+    ("pieces", "status"),
+    [
+        # Refused before the body: the final status at once, never a 100.
+        ((b"Expect: 100-continue",), 401),
+        ((b"Expect: 100-continue", b"Content-Length: 999999999"), 413),
+        ((b"Expect: 100-continue", b"Content-Type: text/plain"), 415),
+        ((b"Expect: something-else",), 417),
+    ],
+)
+async def test_refusals_with_an_expectation_get_their_final_status_at_once(
+    bearer: Target, pieces: tuple[bytes, ...], status: int
+) -> None:
+    token = None if status == 401 else TOKEN.encode()
+    lines = list(pieces)
+    raw = (
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\n"
+        + (
+            b""
+            if any(p.startswith(b"Content-Type") for p in lines)
+            else b"Content-Type: application/json\r\n"
+        )
+        + (b"Authorization: Bearer " + token + b"\r\n" if token else b"")
+        + (
+            b""
+            if any(p.startswith(b"Content-Length") for p in lines)
+            else b"Content-Length: 100\r\n"
+        )
+        + b"".join(p + b"\r\n" for p in lines)
+        + b"\r\n"
+    )
+    result = await exchange(bearer.port, raw, read_for=2)
+    assert result.status == status
+    assert b"100 Continue" not in result.answer
+    assert result.closed
+    assert result.seconds < 1.0
+
+
+# -- framing and smuggling --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        head(b"Transfer-Encoding: chunked") + b"zz\r\nabc\r\n0\r\n\r\n",  # bad chunk size
+        head(b"Transfer-Encoding: chunked", length=5) + b"0\r\n\r\n",  # CL and TE
+        head(b"Content-Length: 7", length=5) + b"12345",  # two lengths
+        head(b"Transfer-Encoding: gzip, chunked") + b"0\r\n\r\n",
+        head(b"Transfer-Encoding: chunked, identity") + b"0\r\n\r\n",
+        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer "
+        + TOKEN.encode()
+        + b"\x0b\r\nContent-Length: 2\r\n\r\n{}",  # a control byte after the token
+        b"POST /webhook HTTP/1.1\r\n Host: folded\r\n\r\n",  # obsolete line folding
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,  # TLS on the plain port
+        b"GET /webhook HTTP/9.9\r\n\r\n",
+        b"POST /webhook?" + b"q" * 9000 + b" HTTP/1.1\r\n\r\n",  # request line too long
+    ],
+)
+async def test_malformed_http_is_400_bad_http_with_nothing_published(
+    bearer: Target, raw: bytes
+) -> None:
+    before = await bearer.published()
+    result = await exchange(bearer.port, raw)
+    assert result.status == 400
+    assert result.body == b'{"status":"bad_http"}'
+    assert result.header("X-Request-Id")
+    assert result.answer.startswith(b"HTTP/1.1 ")
+    assert await bearer.published() == before
+
+
+async def test_a_client_leaving_mid_body_is_counted_not_an_error(bearer: Target) -> None:
+    before = bearer.outcome("client_disconnected")
+    await exchange(bearer.port, head(length=5000) + b"{" * 100, read_for=0.3)
+    async with asyncio.timeout(5):
+        while bearer.outcome("client_disconnected") == before:
+            await asyncio.sleep(0.05)
+    assert bearer.outcome("internal_error") == 0
+    assert '"level":"ERROR"' not in bearer.log()
