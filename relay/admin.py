@@ -31,7 +31,12 @@ def build_admin_handler(metrics: Metrics, readiness: Readiness) -> AdminHandler:
     async def readyz(_request: web.BaseRequest) -> web.StreamResponse:
         reason = readiness.reason
         if reason is None:
-            return web.Response(body=b'{"status":"ready"}', content_type=_JSON)
+            degraded = readiness.degraded
+            if degraded is None:
+                return web.Response(body=b'{"status":"ready"}', content_type=_JSON)
+            # Still ready (README, "Readiness"), but say why webhooks get 503s.
+            body = orjson.dumps({"status": "ready", "degraded": degraded})
+            return web.Response(body=body, content_type=_JSON)
         body = orjson.dumps({"status": "not ready", "reason": reason})
         return web.Response(status=503, body=body, content_type=_JSON)
 

@@ -19,6 +19,7 @@ from relay import __version__, config, logs, runtime
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+EXIT_TOPICS_DIFFER = 3  # `topics create`: existing topics are not as configured
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,11 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _create_topics(settings: config.Settings) -> int:
     from relay.topics import create_topics
 
-    failed = 0
-    for result in await create_topics(settings):
+    results = await create_topics(settings)
+    for result in results:
         print(f"{result.name}: {result.status}{' - ' + result.detail if result.detail else ''}")
-        failed += result.status == "failed"
-    return EXIT_FAILURE if failed else 0
+    statuses = {result.status for result in results}
+    if "failed" in statuses:
+        return EXIT_FAILURE
+    return EXIT_TOPICS_DIFFER if "differs" in statuses else 0
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int:

@@ -104,7 +104,9 @@ class AuthConfig(_Section):
 class KafkaConfig(_Section):
     bootstrap_servers: str = "localhost:9092"
     client_id: str = "whatsapp-relay"
-    publish_timeout_seconds: PositiveSeconds = 3.0
+    # Long enough to ride out a broker crash or hang (Kafka takes ~9-13 s to fence the node;
+    # measured in README, "Broker failures"), short enough for senders' own timeouts.
+    publish_timeout_seconds: PositiveSeconds = 10.0
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     sasl_username: str | None = None
@@ -117,9 +119,16 @@ class KafkaConfig(_Section):
     # up behind it anyway; waiting longer only adds latency (see docs/benchmark.md).
     linger_ms: int = Field(default=0, ge=0)
     max_batch_size: int = Field(default=256 * 1024, ge=1024)
-    request_timeout_ms: int = Field(default=30000, ge=1000)
+    # How long a broker may leave a request unanswered before it is given up on and retried
+    # elsewhere once the cluster has moved on: bounds a hung broker's grip on its partitions.
+    request_timeout_ms: int = Field(default=5000, ge=1000)
+    metadata_max_age_ms: int = Field(default=300000, ge=1000)
+    retry_backoff_ms: int = Field(default=100, ge=1)
+    connections_max_idle_ms: int = Field(default=540000, ge=1000)
     readiness_interval_seconds: PositiveSeconds = 5.0
     restart_backoff_max_seconds: PositiveSeconds = 30.0
+    # Refuse readiness while a topic would let a 200 rest on a single replica.
+    require_durable_topics: bool = False
 
     @model_validator(mode="after")
     def _sasl_credentials(self) -> KafkaConfig:
@@ -152,9 +161,27 @@ class TopicsConfig(_Section):
     account: TopicName = "whatsapp.account"
     unrouted: TopicName = "whatsapp.unrouted"
     partitions: int = Field(default=3, ge=1)
-    # -1 lets the broker's default.replication.factor decide, as kafka-topics.sh does.
-    replication_factor: int = Field(default=-1, ge=-1)
+    # None: as many replicas as the cluster has brokers, up to 3. -1 lets the broker's
+    # default.replication.factor decide, as kafka-topics.sh does (1 on stock Kafka).
+    replication_factor: int | None = Field(default=None, ge=-1)
+    # None: the replication factor minus one (2 with 3 replicas), at least 1.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     max_message_bytes: int | None = Field(default=None, ge=1024)
+
+    @model_validator(mode="after")
+    def _replication(self) -> TopicsConfig:
+        if self.replication_factor == 0:
+            raise ValueError("replication_factor must be at least 1 (or -1, or null)")
+        if (
+            self.min_insync_replicas is not None
+            and self.replication_factor is not None
+            and self.replication_factor > 0
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                "min_insync_replicas above replication_factor: Kafka would refuse every write"
+            )
+        return self
 
     def for_type(self, event_type: EventType) -> str:
         name: str = getattr(self, event_type.value)

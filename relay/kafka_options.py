@@ -1,4 +1,5 @@
-"""Connection options shared by every Kafka client the relay builds (producer, admin, tail)."""
+"""Connection options shared by every Kafka client the relay builds (producer, the cluster
+checks, admin, tail)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def connection_options(config: KafkaConfig) -> dict[str, Any]:
         "bootstrap_servers": config.bootstrap_servers,
         "client_id": config.client_id,
         "request_timeout_ms": config.request_timeout_ms,
+        "metadata_max_age_ms": config.metadata_max_age_ms,
+        "retry_backoff_ms": config.retry_backoff_ms,
+        "connections_max_idle_ms": config.connections_max_idle_ms,
         "security_protocol": config.security_protocol,
     }
     if config.security_protocol in ("SSL", "SASL_SSL"):

@@ -188,6 +188,21 @@ class Metrics:
             "Kafka producers rebuilt after the previous one died.",
             registry=r,
         )
+        # A 200 rests on at least min(replication factor, min.insync.replicas) copies.
+        replication = Gauge(
+            f"{PREFIX}_topic_replication_factor",
+            "Replicas of each event type's topic (its least replicated partition); 0 until read.",
+            ["event_type"],
+            registry=r,
+        )
+        self.topic_replication_factor = {t: replication.labels(t.value) for t in EventType}
+        min_insync = Gauge(
+            f"{PREFIX}_topic_min_insync_replicas",
+            "min.insync.replicas of each event type's topic; 0 until read (or not readable).",
+            ["event_type"],
+            registry=r,
+        )
+        self.topic_min_insync_replicas = {t: min_insync.labels(t.value) for t in EventType}
         build = Gauge(
             f"{PREFIX}_build_info",
             "Always 1; the relay's version as a label.",

@@ -1,12 +1,12 @@
-"""Publishing with a bound, and a producer that heals itself.
+"""Publishing with a bound, a producer that heals itself, and what readiness means.
 
 A 200 is promised only after every record of a request is acknowledged with `acks=all` by an
 idempotent producer. aiokafka's idempotent batches never expire while the broker is away, so
 the wait is bounded here (`publish_timeout_seconds`) and the sender gets a 503 to retry.
 
-A supervisor task owns the producer: it builds and starts it, watches for it dying (aiokafka's
-sender task ends for good on fatal errors such as an out-of-order sequence), rebuilds it with
-backoff, and keeps readiness fresh by asking the broker for the configured topics.
+Two background tasks: a supervisor owns the producer (builds and starts it, rebuilds it with
+backoff when it dies), and a watch asks the cluster, on connections of its own, whether the
+topics exist and are durable (relay.topics.TopicWatch).
 """
 
 from __future__ import annotations
@@ -23,11 +23,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from relay import kafka_client
 from relay.config import Settings
 from relay.deadlines import Deadlines
+from relay.kafka_client import Producer
 from relay.kafka_options import connection_options
 from relay.metrics import Metrics, Outcome, PublishError
 from relay.records import Record
+from relay.runtime import StartupError
+from relay.topics import TopicCheck, TopicWatch
 
 log = logging.getLogger("relay.publish")
 
@@ -63,7 +67,16 @@ class PublishFailed(Exception):
 
 
 class Readiness:
-    """Why the relay is or is not ready; read by /readyz and the metrics gauges.
+    """Whether this pod can serve webhooks: read by /readyz and the metrics gauges.
+
+    Not ready before the webhook listener is bound, while shutting down, while this pod's
+    producer is not running, until Kafka has answered once since start, and while a topic is
+    missing or (with `kafka.require_durable_topics`) not durable. Once Kafka has answered, a
+    broker that dies or hangs never turns readiness off, nor does the whole cluster going
+    away: every replica would fail at the same moment and the Service would empty, so senders
+    would get the ingress's bare 503 instead of the relay's 503 + Retry-After, and the relay's
+    metrics would stop counting them (README, "Readiness and Kafka"). `kafka_ready` and
+    `degraded` tell.
 
     Producer liveness is asked at read time rather than cached, so a producer that just died
     turns readiness off before the supervisor has noticed.
@@ -71,15 +84,30 @@ class Readiness:
 
     def __init__(self, producer_alive: Callable[[], bool]) -> None:
         self._producer_alive = producer_alive
-        self.kafka_reason: str | None = "kafka producer not started"
+        # Why there is no producer (set by the supervisor); None while one runs or just died.
+        self.producer_problem: str | None = "kafka producer not started"
         # The admin listener (and so /readyz) comes up before the public one: not ready
         # until webhooks can actually connect.
         self.accepting = False
         self.shutting_down = False
+        self.reached = False  # Kafka answered the topic check at least once since start
+        self.unreachable: str | None = None  # the latest topic check found no broker
+        self.topics_problem: str | None = None
+
+    def update(self, check: TopicCheck) -> None:
+        if check.unreachable is None:
+            self.reached = True
+            self.topics_problem = check.problem
+        self.unreachable = check.unreachable
 
     @property
     def kafka_ready(self) -> bool:
-        return self.kafka_reason is None and self._producer_alive()
+        return (
+            self.reached
+            and self.unreachable is None
+            and self.topics_problem is None
+            and self._producer_alive()
+        )
 
     @property
     def reason(self) -> str | None:
@@ -87,9 +115,18 @@ class Readiness:
             return "shutting down"
         if not self.accepting:
             return "starting"
-        if self.kafka_reason is None and not self._producer_alive():
-            return "kafka producer not running"
-        return self.kafka_reason
+        if not self._producer_alive():
+            return self.producer_problem or "kafka producer not running"
+        if self.topics_problem is not None:
+            return self.topics_problem
+        if not self.reached:
+            return self.unreachable or "kafka not reached yet"
+        return None
+
+    @property
+    def degraded(self) -> str | None:
+        """Ready, but Kafka does not answer: webhooks get the relay's own 503s."""
+        return self.unreachable if self.reached else None
 
 
 class Publisher:
@@ -104,12 +141,11 @@ class Publisher:
         self._metrics = metrics
         self._deadlines = Deadlines(settings.kafka.publish_timeout_seconds)
         self._factory = producer_factory or self._default_producer
-        self._producer: AIOKafkaProducer | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+        self._producer: Producer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        self._start_error = "kafka producer not started"
+        self._watch = TopicWatch(settings, metrics)
         self.readiness = Readiness(self.producer_alive)
-        self.broker_info: dict[str, Any] = {}
 
     def _default_producer(self) -> AIOKafkaProducer:
         kafka = self._settings.kafka
@@ -124,44 +160,56 @@ class Publisher:
             partitioner=CachedPartitioner(),
         )
 
+    @property
+    def broker_info(self) -> dict[str, Any]:
+        """What the brokers offer (for the start-up log); empty until Kafka answered."""
+        return self._watch.broker_info
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start supervising; the first producer start is tried at once but never fatal, so
-        the relay comes up (not ready) while Kafka is away and heals when it returns."""
+        """Start supervising; the first producer start and topic check are tried at once but
+        never fatal, so the relay comes up (not ready) while Kafka is away and heals when it
+        returns."""
+        problems = kafka_client.self_check()
+        if problems:
+            raise StartupError(kafka_client.describe_problems(problems))
         self._deadlines.start()
         healthy = await self._ensure_producer()
-        await self._check_topics()
-        self._supervisor = asyncio.create_task(self._supervise(healthy), name="kafka-supervisor")
+        self.readiness.update(await self._watch.check())
+        self._tasks = [
+            asyncio.create_task(self._supervise(healthy), name="kafka-supervisor"),
+            asyncio.create_task(self._watch_topics(), name="kafka-topic-watch"),
+        ]
 
     async def stop(self, within_seconds: float) -> bool:
         """Flush and close within the bound. False if records were left unflushed."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._deadlines.stop()
+        await self._watch.close()
         producer, self._producer = self._producer, None
         if producer is None:
             return True
-        return await _stop_producer(producer, within_seconds)
+        return await producer.stop(within_seconds)
 
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, records: list[Record]) -> None:
         producer = self._producer
-        if producer is None or not self._alive(producer):
+        if producer is None or not producer.alive:
             self._wake.set()
             raise PublishFailed(
                 Outcome.KAFKA_UNAVAILABLE, PublishError.UNAVAILABLE, "producer is not running"
             )
+        send = producer.send
         started = time.perf_counter()
         deadline = self._deadlines.arm()
         try:
             # send() only queues the record (it may wait for metadata or batch space); the
             # futures resolve when the broker acknowledges.
-            futures = [
-                await producer.send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
-            ]
+            futures = [await send(r.topic, r.value, key=r.key, headers=r.headers) for r in records]
             for future in futures:
                 await future
         except asyncio.CancelledError:
@@ -190,14 +238,8 @@ class Publisher:
     # -- supervision ------------------------------------------------------------------------
 
     def producer_alive(self) -> bool:
-        return self._producer is not None and self._alive(self._producer)
-
-    @staticmethod
-    def _alive(producer: AIOKafkaProducer) -> bool:
-        # aiokafka has no public "is it healthy" call; its sender task ending is the signal
-        # that it will never deliver again.
-        task = producer._sender.sender_task
-        return task is not None and not task.done()
+        producer = self._producer
+        return producer is not None and producer.alive
 
     async def _supervise(self, healthy: bool) -> None:
         interval = self._settings.kafka.readiness_interval_seconds
@@ -217,77 +259,52 @@ class Publisher:
             self._wake.clear()
             try:
                 healthy = await self._ensure_producer()
-                await self._check_topics()
             except Exception:  # the supervisor must outlive any single failure
                 log.exception("kafka supervisor iteration failed")
                 healthy = False
 
+    async def _watch_topics(self) -> None:
+        """The topic check, every readiness interval, apart from the producer: a check that
+        waits for a slow broker never delays a producer rebuild, nor the other way round."""
+        interval = self._settings.kafka.readiness_interval_seconds
+        readiness = self.readiness
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                check = await self._watch.check()
+            except Exception:  # the watch must outlive any single failure
+                log.exception("kafka topic check failed")
+                continue
+            before = (readiness.reason, readiness.degraded)
+            readiness.update(check)
+            if (readiness.reason, readiness.degraded) != before:
+                log.info(
+                    "kafka readiness changed",
+                    extra={"ready": readiness.reason is None, "reason": readiness.reason,
+                           "degraded": readiness.degraded},
+                )  # fmt: skip
+
     async def _ensure_producer(self) -> bool:
         """Make sure a live producer exists; one start attempt. True when one runs."""
         producer = self._producer
-        if producer is not None and self._alive(producer):
+        if producer is not None and producer.alive:
             return True
         if producer is not None:
             log.error("kafka producer died; rebuilding it", extra={"event": "producer_died"})
             self._producer = None
             self._metrics.producer_restarts.inc()
-            await _stop_producer(producer, 1.0)
-        producer = self._factory()
+            await producer.stop(1.0)
+        producer = Producer(self._factory())
         try:
             async with asyncio.timeout(self._settings.kafka.request_timeout_ms / 1000):
                 await producer.start()
         except (KafkaError, OSError, TimeoutError) as exc:
-            await _stop_producer(producer, 1.0)
+            await producer.stop(1.0)
             error = str(exc) or type(exc).__name__
-            self._start_error = f"kafka producer cannot start: {error}"
+            self.readiness.producer_problem = f"kafka producer cannot start: {error}"
             log.warning("kafka producer start failed; will retry", extra={"error": error})
             return False
         self._producer = producer
-        self.broker_info = _broker_info(producer)
-        log.info("kafka producer started", extra=self.broker_info)
+        self.readiness.producer_problem = None
+        log.info("kafka producer started")
         return True
-
-    async def _check_topics(self) -> None:
-        producer = self._producer
-        wanted = set(self._settings.topics.names().values())
-        if producer is None:
-            reason: str | None = self._start_error
-        else:
-            try:
-                async with asyncio.timeout(self._settings.kafka.readiness_interval_seconds):
-                    cluster = await producer.client.fetch_all_metadata()
-                missing = sorted(wanted - set(cluster.topics()))
-                reason = f"topics missing: {', '.join(missing)}" if missing else None
-            except (KafkaError, OSError, TimeoutError) as exc:
-                reason = f"kafka broker unreachable: {str(exc) or type(exc).__name__}"
-        if reason != self.readiness.kafka_reason:
-            log.info("kafka readiness changed", extra={"ready": reason is None, "reason": reason})
-        self.readiness.kafka_reason = reason
-
-
-async def _stop_producer(producer: AIOKafkaProducer, within_seconds: float) -> bool:
-    """`stop()` flushes first, and with the broker away an idempotent flush never ends."""
-    try:
-        async with asyncio.timeout(within_seconds):
-            await producer.stop()
-        return True
-    except TimeoutError:
-        with contextlib.suppress(TimeoutError, KafkaError, OSError):
-            async with asyncio.timeout(1.0):
-                await producer.client.close()  # the connections, without the flush
-        return False
-    except (KafkaError, OSError):
-        return True
-
-
-def _broker_info(producer: AIOKafkaProducer) -> dict[str, Any]:
-    """What the producer negotiated: brokers and the Produce API version range they offer."""
-    cluster = producer.client.cluster
-    info: dict[str, Any] = {"brokers": len(cluster.brokers())}
-    for conn in producer.client._conns.values():
-        versions = getattr(conn, "_versions", None) or {}
-        if 0 in versions:  # api key 0 is Produce
-            info["produce_api_versions"] = list(versions[0])
-            info["broker_api_keys"] = len(versions)
-            break
-    return info

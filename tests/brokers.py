@@ -8,7 +8,9 @@
    loopback, no Docker needed (Java 17+, and Maven for the first fetch).
 
 ``LocalKafka`` manages an extra, private broker (own state dir and ports) that fault tests may
-stop and restart to simulate an outage without disturbing the shared one.
+stop and restart to simulate an outage without disturbing the shared one; ``LocalKafkaCluster``
+does the same for a cluster of several nodes, and lets fault tests kill, pause and restart single
+nodes.
 
 Everything here blocks (subprocesses); from async tests call it through ``asyncio.to_thread``.
 """
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
+import signal
 import socket
 import subprocess
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -190,6 +194,80 @@ class LocalKafka:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class LocalKafkaCluster(LocalKafka):
+    """A private ``scripts/local-kafka`` cluster: ``nodes`` KRaft nodes on loopback, each a
+    broker and a controller, with their own ports and state (``<state_dir>/node-<id>``).
+
+        cluster = LocalKafkaCluster(tmp_path / "kafka", nodes=3)
+        bootstrap = cluster.start()            # every node that is not running
+        cluster.signal(2, signal.SIGKILL)      # a crash
+        cluster.start()                        # node 2 comes back, the others are left alone
+        cluster.clean()
+
+    ``extra_config`` lines go into every node's server.properties (broker settings under test).
+    """
+
+    def __init__(
+        self, state_dir: Path, *, nodes: int = 3, extra_config: Sequence[str] = ()
+    ) -> None:
+        ports = free_ports(2 * nodes)
+        super().__init__(state_dir, ports[0], ports[nodes])
+        self.nodes = nodes
+        self.ports = ports[:nodes]
+        self.controller_ports = ports[nodes:]
+        self.extra_config = list(extra_config)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{LOOPBACK}:{port}" for port in self.ports)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "LOCAL_KAFKA_DIR": str(self.state_dir),
+            "LOCAL_KAFKA_NODES": str(self.nodes),
+            "LOCAL_KAFKA_PORTS": ",".join(map(str, self.ports)),
+            "LOCAL_KAFKA_CONTROLLER_PORTS": ",".join(map(str, self.controller_ports)),
+            "LOCAL_KAFKA_EXTRA_CONFIG": ";".join(self.extra_config),
+        }
+
+    def node_dir(self, node: int) -> Path:
+        return self.state_dir / f"node-{node}"
+
+    def pid(self, node: int = 1) -> int | None:
+        """Node ``node``'s process id while it runs (also while it is paused), else None."""
+        try:
+            pid = int((self.node_dir(node) / "kafka.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if str(self.node_dir(node) / "server.properties").encode() in cmdline else None
+
+    def signal(self, node: int, signum: signal.Signals) -> None:
+        """Send ``signum`` to node ``node`` (SIGKILL: a crash; SIGSTOP/SIGCONT: a hang)."""
+        pid = self.pid(node)
+        if pid is None:
+            raise RuntimeError(f"node {node} is not running")
+        os.kill(pid, signum)
+
+    def node_of_port(self, port: int) -> int:
+        return self.ports.index(port) + 1
+
+    def active_controller(self) -> int:
+        """The KRaft quorum's leader, as the running nodes last recorded it (highest epoch)."""
+        best: tuple[int, int] = (-1, -1)
+        for node in range(1, self.nodes + 1):
+            state = self.node_dir(node) / "data" / "__cluster_metadata-0" / "quorum-state"
+            if self.pid(node) is None:
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                quorum = json.loads(state.read_text())
+                best = max(best, (int(quorum["leaderEpoch"]), int(quorum["leaderId"])))
+        if best[1] < 1:
+            raise RuntimeError("no running node knows the quorum's leader")
+        return best[1]
 
 
 def docker_available(timeout: float = 2.0) -> bool:

@@ -23,7 +23,7 @@ from aiokafka.structs import TopicPartition
 from relay import config
 from relay.service import Service
 from relay.topics import create_topics
-from tests.brokers import LocalKafka, bootstrap_for_session
+from tests.brokers import LocalKafka, LocalKafkaCluster, bootstrap_for_session
 
 TOKEN = "test-token-0123456789"
 SECOND_TOKEN = "test-token-rotated-abcdef"
@@ -38,6 +38,18 @@ def kafka_bootstrap() -> Iterator[str]:
         yield bootstrap
     finally:
         cleanup()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
+    """A private 3-node KRaft cluster for the tests that kill, pause and restart its nodes.
+    Each such test leaves every node running when it ends."""
+    cluster = LocalKafkaCluster(tmp_path_factory.mktemp("kafka-cluster") / "kafka", nodes=3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.clean()
 
 
 @pytest.fixture(scope="session")

@@ -463,6 +463,9 @@ def test_production_scenario_turns_everything_on(rendered: dict[str, list[Manife
     body_limit = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     max_body = rendered_relay_config(manifests)["server"]["max_body_bytes"]
     assert int(body_limit.removesuffix("m")) * 1024 * 1024 >= max_body
+    # A pod refuses readiness until no topic lets a 200 rest on a single replica.
+    assert rendered_relay_config(manifests)["kafka"]["require_durable_topics"] is True
+    assert rendered_relay_config(manifests)["topics"]["min_insync_replicas"] == 2
 
 
 def test_prometheus_rule_carries_the_alerts_file(rendered: dict[str, list[Manifest]]) -> None:

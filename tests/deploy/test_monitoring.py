@@ -52,6 +52,8 @@ REQUIRED_ALERTS = {
     "WhatsAppRelayAuthFailureSpike",
     "WhatsAppRelayUnroutedFields",
     "WhatsAppRelayProducerRestarting",
+    "WhatsAppRelayKafkaUnavailable",
+    "WhatsAppRelayTopicNotDurable",
 }
 SEVERITIES = {"critical", "warning", "info"}
 # Grafana's built-in variables, replaced by a plausible value before promtool parses a query.

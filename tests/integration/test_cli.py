@@ -80,21 +80,37 @@ def test_bad_config_names_every_bad_key_and_nothing_listens(tmp_path: Path) -> N
         assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing was listening
 
 
-def test_serve_refuses_to_run_without_the_c_extensions(tmp_path: Path) -> None:
+def refused_start(extra_env: dict[str, str]) -> str:
+    """`serve` with `extra_env` must exit 1 before its webhook port ever listens; its stderr."""
     port = free_port()
     env = {
-        "AIOHTTP_NO_EXTENSIONS": "1",
         "RELAY_AUTH__BEARER_TOKENS": f'["{TOKEN}"]',
         "RELAY_SERVER__HOST": "127.0.0.1",
         "RELAY_SERVER__PORT": str(port),
         "RELAY_ADMIN__HOST": "127.0.0.1",
         "RELAY_ADMIN__PORT": str(free_port()),
+        **extra_env,
     }
     result = run_cli("serve", env=env)
     assert result.returncode == 1
-    assert "compiled extensions missing: aiohttp_c_parser" in result.stderr
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+    return str(result.stderr)
+
+
+def test_serve_refuses_to_run_without_the_c_extensions() -> None:
+    stderr = refused_start({"AIOHTTP_NO_EXTENSIONS": "1"})
+    assert "compiled extensions missing: aiohttp_c_parser" in stderr
+
+
+def test_serve_refuses_an_aiokafka_that_lacks_what_the_relay_relies_on(tmp_path: Path) -> None:
+    # An aiokafka release that renamed an internal the adapter uses, as sitecustomize makes it.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import aiokafka.producer.sender as sender\ndel sender.Sender.sender_task\n"
+    )
+    stderr = refused_start({"PYTHONPATH": str(tmp_path)})
+    assert "Sender.sender_task is gone" in stderr
+    assert "install aiokafka>=0.14,<0.15" in stderr
 
 
 def test_serve_refuses_to_start_without_credentials() -> None:

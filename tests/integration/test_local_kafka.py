@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tests.brokers import (
     LOCAL_KAFKA_SCRIPT,
     LocalKafka,
+    LocalKafkaCluster,
     bootstrap_for_session,
     free_port,
     run_local_kafka,
@@ -241,3 +244,41 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+@needs_java
+@needs_proc
+def test_a_cluster_brings_back_only_the_node_that_died(kafka_cluster: LocalKafkaCluster) -> None:
+    kafka_cluster.start()
+    pids = [kafka_cluster.pid(node) for node in (1, 2, 3)]
+    assert None not in pids
+    running = kafka_cluster.run("status")
+    assert running.returncode == 0
+    assert running.stdout.startswith(f"running {kafka_cluster.bootstrap_servers} ")
+
+    kafka_cluster.signal(2, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while kafka_cluster.pid(2) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    degraded = kafka_cluster.run("status")
+    assert degraded.returncode == 4
+    assert degraded.stdout.startswith(f"degraded {kafka_cluster.bootstrap_servers} ")
+    assert " down=2 " in degraded.stdout
+
+    result = kafka_cluster.run("start", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == kafka_cluster.bootstrap_servers
+    assert "node 2: starting" in result.stderr
+    assert "node 1: starting" not in result.stderr
+    after = [kafka_cluster.pid(node) for node in (1, 2, 3)]
+    assert after[0] == pids[0]
+    assert after[2] == pids[2]
+    assert after[1] not in (None, pids[1])
+
+
+def test_a_state_dir_keeps_its_node_count(kafka_cluster: LocalKafkaCluster) -> None:
+    single = LocalKafka(kafka_cluster.state_dir)  # the cluster's dir, as if for one node
+    result = single.run("start", timeout=60)
+    assert result.returncode != 0
+    assert "holds a Kafka with 3 node(s), not 1" in result.stderr
+    assert kafka_cluster.pid(1) is not None  # the cluster was left alone

@@ -119,7 +119,7 @@ async def test_413_and_broker_failures_are_counted(relay_factory: Callable[..., 
     # Kill the producer's sender: the next request is refused as Kafka-unavailable.
     producer = relay.service.publisher._producer
     assert producer is not None
-    await _kill_sender(producer)
+    await _kill_sender(producer.producer)
     body = samples.body(samples.envelope(samples.template_change()))
     assert (await relay.post(body)).status == 503
     text = await relay.metrics()
@@ -134,8 +134,9 @@ async def test_413_and_broker_failures_are_counted(relay_factory: Callable[..., 
 async def test_the_producer_is_idempotent_with_acks_all_and_sized_for_the_body_limit(
     relay: RunningRelay,
 ) -> None:
-    producer = relay.service.publisher._producer
-    assert producer is not None
+    handle = relay.service.publisher._producer
+    assert handle is not None
+    producer = handle.producer
     assert producer._txn_manager is not None  # what enable_idempotence builds
     assert producer._sender._acks == -1  # acks=all
     assert producer._max_request_size == relay.settings.record_size_limit

@@ -125,7 +125,14 @@ async def test_sigterm_with_the_broker_down_still_exits_in_bound(
 ) -> None:
     await asyncio.to_thread(private_kafka.start)
     settings = make_settings(kafka={"bootstrap_servers": private_kafka.bootstrap_servers})
-    env = relay_env(settings_env(settings), RELAY_KAFKA__PUBLISH_TIMEOUT_SECONDS="1.5")
+    # A request timeout above the shutdown bound: aiokafka expires a batch whose partition has
+    # no leader after request_timeout_ms, which would let the flush end on its own; here it must
+    # be cut short.
+    env = relay_env(
+        settings_env(settings),
+        RELAY_KAFKA__PUBLISH_TIMEOUT_SECONDS="1.5",
+        RELAY_KAFKA__REQUEST_TIMEOUT_MS="30000",
+    )
     assert run_cli("topics", "create", env=env).returncode == 0
     relay = RelayProcess(env, tmp_path / "relay.log").start()
 

@@ -21,7 +21,8 @@ def test_contract_keys_and_defaults() -> None:
     assert s.server.max_body_bytes == 4 * 1024 * 1024
     assert (s.admin.host, s.admin.port) == ("0.0.0.0", 8081)
     assert s.kafka.bootstrap_servers == "localhost:9092"
-    assert s.kafka.publish_timeout_seconds == 3
+    assert s.kafka.publish_timeout_seconds == 10
+    assert s.kafka.request_timeout_ms == 5000
     assert s.topics.names() == {
         EventType.MESSAGE: "whatsapp.message",
         EventType.STATUS: "whatsapp.status",
@@ -88,11 +89,38 @@ def test_every_invalid_key_is_named_at_once(tmp_path: Path) -> None:
         ({**TOKENS, "RELAY_SERVER__TLS_CERT_FILE": "/x.pem"}, "go together"),
         ({"RELAY_AUTH__BEARER_TOKENS": '["tök"]'}, "printable ASCII"),
         ({**TOKENS, "RELAY_ROUTING__FIELDS": '{"calls": "nowhere"}'}, "routing.fields.calls"),
+        ({**TOKENS, "RELAY_TOPICS__REPLICATION_FACTOR": "0"}, "at least 1"),
+        (
+            {
+                **TOKENS,
+                "RELAY_TOPICS__REPLICATION_FACTOR": "2",
+                "RELAY_TOPICS__MIN_INSYNC_REPLICAS": "3",
+            },
+            "refuse every write",
+        ),
+        ({**TOKENS, "RELAY_KAFKA__RETRY_BACKOFF_MS": "0"}, "kafka.retry_backoff_ms"),
     ],
 )
 def test_invalid_settings_are_refused(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         parse(None, env)
+
+
+def test_kafka_client_settings_and_durability_keys() -> None:
+    s = parse(
+        None,
+        {
+            **TOKENS,
+            "RELAY_KAFKA__METADATA_MAX_AGE_MS": "60000",
+            "RELAY_KAFKA__CONNECTIONS_MAX_IDLE_MS": "120000",
+            "RELAY_KAFKA__REQUIRE_DURABLE_TOPICS": "true",
+            "RELAY_TOPICS__MIN_INSYNC_REPLICAS": "2",
+        },
+    )
+    assert (s.kafka.metadata_max_age_ms, s.kafka.connections_max_idle_ms) == (60000, 120000)
+    assert s.kafka.require_durable_topics is True
+    assert s.topics.replication_factor is None  # as many as the cluster holds, up to 3
+    assert s.topics.min_insync_replicas == 2
 
 
 def test_serving_needs_a_credential_other_commands_do_not() -> None:
