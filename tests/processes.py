@@ -64,9 +64,25 @@ class RelayProcess:
         self.kill()
         raise RuntimeError(f"relay not {wanted} within {within}s:\n{self.log()}")
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the relay's /metrics, by name and labels (all of them, in order)."""
+        url = f"http://127.0.0.1:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        wanted = name
+        if labels:
+            wanted += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{wanted} not exported")
+
     def terminate(self) -> None:
+        self.signal(signal.SIGTERM)
+
+    def signal(self, signum: signal.Signals) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
 
     def wait(self, within: float) -> int:
         assert self.process is not None
