@@ -25,6 +25,7 @@ from relay.metrics import AuthFailure, Metrics
 from relay.outcomes import BODIES, STATUS, Outcome
 from relay.publish import Publisher, PublishFailed, Readiness
 from relay.records import Record, build_records
+from relay.tracecontext import trace_headers
 
 log = logging.getLogger("relay.webhook")
 
@@ -177,6 +178,7 @@ class WebhookHandler:
                 request_id=request_id,
                 received_at=received_at,
                 signature=signature,
+                trace=trace_headers(request.headers),
             )
             await self._publish(records, request_id)
         finally:
