@@ -16,6 +16,16 @@ from tests.brokers import free_port
 RELAY = [sys.executable, "-m", "relay"]
 
 
+def http_status(url: str, timeout: float = 5) -> int:
+    """The status of a GET to `url` (loopback http only), error statuses included."""
+    assert url.startswith("http://127.0.0.1:"), url
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 class RelayProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *, config: Path | None = None):
         self.port = free_port()
@@ -37,13 +47,7 @@ class RelayProcess:
         return f"http://127.0.0.1:{self.port}/webhook"
 
     def admin(self, path: str) -> int:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.admin_port}{path}", timeout=2
-            ) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
+        return http_status(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2)
 
     def start(self, *, ready: bool = True, within: float = 30.0) -> RelayProcess:
         with self.log_path.open("ab") as log:

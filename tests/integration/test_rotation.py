@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 from tests import samples
 from tests.conftest import SettingsFactory, topic_size
 from tests.integration.test_cli import run_cli, settings_env
-from tests.processes import RelayProcess
+from tests.processes import RelayProcess, http_status
 from tests.secret_mount import SecretMount
 
 OLD = "rotation-old-token-0123456789"
@@ -104,13 +102,7 @@ class Rotating:
 
     def verify(self, token: str) -> int:
         query = f"hub.mode=subscribe&hub.verify_token={token}&hub.challenge=42"
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.relay.port}/webhook?{query}", timeout=5
-            ) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
+        return http_status(f"{self.relay.url}?{query}")
 
 
 @pytest.fixture
