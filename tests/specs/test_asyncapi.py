@@ -22,6 +22,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from relay import __version__
 from relay.config import EventType, Settings, TopicsConfig
 from relay.records import CE_TYPES
 from tests import samples
@@ -76,6 +77,7 @@ def parsed() -> dict[str, Any]:
 def test_the_asyncapi_parser_accepts_the_document(parsed: dict[str, Any]) -> None:
     assert parsed["parsed"]
     assert parsed["version"].startswith("3.")
+    assert SPEC["info"]["version"] == __version__
     problems = [d for d in parsed["diagnostics"] if d["severity"] in ("error", "warning")]
     assert not problems, problems
 

@@ -24,6 +24,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from relay import __version__
 from relay.outcomes import BODIES, STATUS, Outcome
 from tests.conftest import topic_size
 from tests.integration.test_cli import run_cli
@@ -98,6 +99,7 @@ def body_schema(answer: dict[str, Any], media_type: str = "application/json") ->
 
 def test_the_document_is_valid_openapi_3_1() -> None:
     assert SPEC["openapi"].startswith("3.1.")
+    assert SPEC["info"]["version"] == __version__
     validate_openapi(SPEC)
 
 
@@ -156,6 +158,9 @@ def relay(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Any
         "RELAY_AUTH__VERIFY_TOKEN": VERIFY_TOKEN,
         "RELAY_SERVER__HEADER_TIMEOUT_SECONDS": "1",
         "RELAY_SERVER__MAX_BODY_BYTES": "65536",
+        # One request at a time: schemathesis sends one at a time (--workers 1), and a held
+        # upload makes the next request a 503 below.
+        "RELAY_SERVER__MAX_INFLIGHT_REQUESTS": "1",
         **{f"RELAY_TOPICS__{t.value.upper()}": f"{prefix}.{t.value}" for t in config.EventType},
     }
     assert run_cli("topics", "create", env=env).returncode == 0
@@ -188,6 +193,8 @@ def schemathesis(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             "--request-timeout",
             "10",
             "--no-color",
+            "--workers",
+            "1",
             *args,
         ],
         capture_output=True,
@@ -258,19 +265,44 @@ RAW_ANSWERS = {
 }  # fmt: skip
 
 
+async def exchange(port: int, request_bytes: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize(("request_bytes", "status"), RAW_ANSWERS.values(), ids=RAW_ANSWERS)
 async def test_answers_an_http_client_cannot_provoke_conform_too(
     relay: Any, request_bytes: bytes, status: int
 ) -> None:
     process, _ = relay
-    reader, writer = await asyncio.open_connection("127.0.0.1", process.port)
+    assert_conforms(await exchange(process.port, request_bytes), status)
+
+
+async def test_a_503_conforms_with_its_retry_after(relay: Any) -> None:
+    process, _ = relay
+    held = HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    _, writer = await asyncio.open_connection("127.0.0.1", process.port)
     try:
-        writer.write(request_bytes)
+        writer.write(held)  # in flight until it sends the rest: the one slot is taken
         await writer.drain()
-        async with asyncio.timeout(5):
-            answer = await reader.read()
+        await asyncio.sleep(0.3)
+        body = b'{"object":"whatsapp_business_account","entry":[]}'
+        request = HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(
+            body
+        )
+        assert_conforms(await exchange(process.port, request + body), 503)
     finally:
         writer.close()
+
+
+def assert_conforms(answer: bytes, status: int) -> None:
+    """A raw answer has `status` and the headers and body the document gives it."""
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     assert int(lines[0].split(" ")[1]) == status, answer[:200]
