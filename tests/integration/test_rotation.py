@@ -37,25 +37,40 @@ LOADED_AT = "whatsapp_relay_credentials_last_reload_success_timestamp_seconds"
 @dataclass
 class Sent:
     token: str
+    sender: int
     started: float
+    answered: float
     status: int
 
 
 @dataclass
 class Load:
-    """Every request each sender made, with when it started and how it ended."""
+    """Every request each sender made: when it was sent, when it was answered, and how.
+
+    Client-side times only bound when the relay handled a request: after it was sent and
+    before it was answered. So "answered before the file changed" means the relay handled it
+    with the credentials from before, and "sent after the relay reported the reload" means
+    with the new ones; in between, either. Each sender waits for its answer before sending
+    again, so one sender's requests were handled in the order it sent them."""
 
     sent: list[Sent] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
 
-    def of(self, token: str, since: float = 0.0, until: float = float("inf")) -> list[int]:
-        return [s.status for s in self.sent if s.token == token and since <= s.started < until]
+    def answered_before(self, token: str, moment: float) -> set[int]:
+        return {s.status for s in self.sent if s.token == token and s.answered < moment}
+
+    def sent_after(self, token: str, moment: float) -> set[int]:
+        return {s.status for s in self.sent if s.token == token and s.started > moment}
+
+    def by_sender(self, token: str) -> list[list[int]]:
+        senders = sorted({s.sender for s in self.sent if s.token == token})
+        return [[s.status for s in self.sent if s.sender == n] for n in senders]
 
 
 async def senders(url: str, tokens: tuple[str, ...], stop: asyncio.Event, load: Load) -> None:
     counter = iter(range(1_000_000))
 
-    async def sender(http: aiohttp.ClientSession, token: str) -> None:
+    async def sender(http: aiohttp.ClientSession, token: str, number: int) -> None:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         while not stop.is_set():
             body = samples.body(
@@ -65,15 +80,22 @@ async def senders(url: str, tokens: tuple[str, ...], stop: asyncio.Event, load: 
             try:
                 async with http.post(url, data=body, headers=headers) as response:
                     await response.read()
-                    load.sent.append(Sent(token, started, response.status))
+                    load.sent.append(
+                        Sent(token, number, started, time.monotonic(), response.status)
+                    )
             except (aiohttp.ClientError, ConnectionError) as exc:
                 load.broken.append(repr(exc))
             await asyncio.sleep(0.005)
 
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as http:
+        numbers = iter(range(len(tokens) * WORKERS_PER_TOKEN))
         await asyncio.gather(
-            *(sender(http, token) for token in tokens for _ in range(WORKERS_PER_TOKEN))
+            *(
+                sender(http, token, next(numbers))
+                for token in tokens
+                for _ in range(WORKERS_PER_TOKEN)
+            )
         )
 
 
@@ -162,17 +184,18 @@ async def test_rotation_under_load_never_fails_a_request(
     assert load.broken == []
     assert {s.status for s in load.sent} <= {200, 401}
     # The old token: accepted until it was removed, refused once the relay had read that.
-    assert set(load.of(OLD, until=removed)) == {200}
-    assert set(load.of(OLD, since=removed_seen)) == {401}
+    assert load.answered_before(OLD, removed) == {200}
+    assert load.sent_after(OLD, removed_seen) == {401}
     # The new one: refused before it was added, accepted once the relay had read it.
-    assert set(load.of(NEW, until=added)) == {401}
-    assert set(load.of(NEW, since=added_seen)) == {200}
-    # Each switched once: nothing flips back (a request saw one set of credentials or the other).
-    for token, first in ((OLD, 200), (NEW, 401)):
-        statuses = load.of(token)
-        switch = statuses.index(401 if first == 200 else 200)
-        assert set(statuses[:switch]) == {first}
-        assert first not in statuses[switch:], f"{token} flipped back"
+    assert load.answered_before(NEW, added) == {401}
+    assert load.sent_after(NEW, added_seen) == {200}
+    # Each sender saw its token switch once and never back: the relay swapped one set of
+    # credentials for the other.
+    for token, before, after in ((OLD, 200, 401), (NEW, 401, 200)):
+        for statuses in load.by_sender(token):
+            switch = statuses.index(after)
+            assert set(statuses[:switch]) <= {before}
+            assert set(statuses[switch:]) == {after}, f"{token} flipped back"
     assert added_seen - added < 5
     assert removed_seen - removed < 5
 
@@ -234,8 +257,8 @@ async def test_sighup_reads_the_files_at_once(rotating: Callable[..., Rotating])
     await asyncio.sleep(0.3)
     stop.set()
     await stream
-    assert set(load.of(OLD)) == {401}
-    assert set(load.of(NEW)) == {200}
+    assert load.sent_after(OLD, 0) == {401}
+    assert load.sent_after(NEW, 0) == {200}
     # SIGHUP reads again even when nothing changed.
     r.relay.signal(signal.SIGHUP)
     await r.wait_for("success", 2)
