@@ -7,8 +7,8 @@ message and 5% template / account / unrouted; bodies are 0.5 to 3 KB, some batch
 statuses, changes or entries in one body) and some mixing messages and statuses, so that one
 request yields records on two topics.
 
-Each payload carries the event types it must produce, by the classification in DESIGN.md
-section 3 with the default routing table. This module is the benchmark's own oracle for that
+Each payload carries the event types it must produce, by the classification in docs/design.md
+§4 with the default routing table. This module is the benchmark's own oracle for that
 table: it deliberately does not import the relay.
 
     python bench/payloads.py --count 2000 --seed 1 --out payloads.jsonl   # + a summary on stderr
@@ -59,7 +59,7 @@ MAX_BYTES = 3072
 
 
 def classify(body: dict[str, Any]) -> tuple[str, ...]:
-    """Event types a body yields under the default routing (DESIGN.md section 3)."""
+    """Event types a body yields under the default routing (docs/design.md §4)."""
     found: set[str] = set()
     for entry in body.get("entry") or []:
         for change in entry.get("changes") or []:

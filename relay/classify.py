@@ -1,4 +1,4 @@
-"""Decide which event types a webhook body carries, and each record's key (DESIGN section 3).
+"""Which event types a webhook body carries, and each record's key (docs/design.md §4, §5).
 
 Only the envelope is inspected; the body itself is published untouched. Anything the table
 does not know goes to `unrouted`, so a field Meta adds tomorrow is kept, not rejected. Every

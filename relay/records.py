@@ -1,4 +1,4 @@
-"""Kafka records in the contract's shape (DESIGN section 4): CloudEvents 1.0, binary mode.
+"""Kafka records in the contract's shape (docs/design.md §5): CloudEvents 1.0, binary mode.
 
 The value is always the request body as received: re-serialising would break the sender's
 signature and could change non-ASCII escapes that consumers verify or compare.

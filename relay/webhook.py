@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import time
+from typing import Protocol
 
 import orjson
 from aiohttp import hdrs, web
@@ -23,7 +24,7 @@ from relay.config import EventType, Settings
 from relay.edge import new_request_id
 from relay.metrics import AuthFailure, Metrics
 from relay.outcomes import BODIES, STATUS, Outcome
-from relay.publish import Publisher, PublishFailed, Readiness
+from relay.publish import PublishFailed, Readiness
 from relay.records import Record, build_records
 from relay.tracecontext import trace_headers
 
@@ -54,12 +55,20 @@ class _Rejected(Exception):
         self.close = close
 
 
+class RecordPublisher(Protocol):
+    """What the handler needs of a publisher: `relay.publish.Publisher`, or a small fake in
+    the broker-free unit tests."""
+
+    async def publish(self, records: list[Record]) -> None:
+        """Return once Kafka acknowledged every record; raise `PublishFailed` otherwise."""
+
+
 class WebhookHandler:
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
-        publisher: Publisher,
+        publisher: RecordPublisher,
         readiness: Readiness,
     ) -> None:
         server = settings.server

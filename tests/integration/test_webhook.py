@@ -1,4 +1,4 @@
-"""The HTTP contract (DESIGN section 2) and the record contract (section 4), end to end:
+"""The HTTP contract (docs/design.md §3) and the record contract (§5), end to end:
 requests in through a real socket, records read back from a real broker."""
 
 from __future__ import annotations
