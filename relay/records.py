@@ -55,9 +55,11 @@ def build_records(
     request_id: str,
     received_at: float,
     signature: str | None,
+    trace: Headers | None = None,
 ) -> list[Record]:
     """One record per event group. `ce_id` is derived from the body so a retry of the same
-    body yields the same id, which is what lets consumers deduplicate."""
+    body yields the same id, which is what lets consumers deduplicate. `trace` is the request's
+    validated trace context (relay.tracecontext), copied onto every record."""
     digest = hashlib.sha256(body).hexdigest()
     time = rfc3339(received_at).encode()
     request_id_bytes = request_id.encode()
@@ -79,5 +81,7 @@ def build_records(
             headers.append(("ce_subject", key))
         if signature_bytes is not None:
             headers.append(("x-hub-signature-256", signature_bytes))
+        if trace:
+            headers += trace
         records.append(Record(group.event_type, topics[group.event_type], key, body, headers))
     return records

@@ -8,6 +8,8 @@ Shutdown order (SIGTERM or SIGINT):
 4. the producer flushes and closes, bounded even when Kafka is away;
 5. the admin listener closes last, so the drain stays observable.
 Steps 3 and 4 share `shutdown.timeout_seconds`.
+
+SIGHUP reads the credential files again (relay.credentials); they are also watched.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from aiohttp import web
 
 from relay import __version__, edge, runtime
 from relay.admin import build_admin_handler
+from relay.auth import Authenticator
 from relay.config import Settings
+from relay.credentials import CredentialReloader
 from relay.metrics import Metrics
 from relay.publish import ProducerFactory, Publisher
 from relay.webhook import WebhookHandler
@@ -49,6 +53,12 @@ class Service:
         self.readiness = self.publisher.readiness
         self.handler = WebhookHandler(settings, self.metrics, self.publisher, self.readiness)
         readiness, handler = self.readiness, self.handler
+
+        def use(authenticator: Authenticator) -> None:
+            handler.authenticator = authenticator
+
+        self.credentials = CredentialReloader(settings.auth, self.metrics, use)
+        self._reloading: asyncio.Task[None] | None = None
         self.metrics.inflight.set_function(lambda: handler.inflight)
         self.metrics.inflight_limit.set(settings.server.max_inflight_requests)
         self.metrics.kafka_ready.set_function(lambda: int(readiness.kafka_ready))
@@ -84,6 +94,8 @@ class Service:
         self.admin_port = admin_site.port
 
         await self.publisher.start()
+        if self.credentials.watching:
+            self._reloading = asyncio.create_task(self.credentials.run(), name="credentials")
 
         public_server = edge.EdgeServer(
             self.handler,
@@ -119,6 +131,9 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def reload_credentials(self) -> None:
+        self.credentials.request()
+
     async def wait_stopped(self) -> None:
         await self._stop.wait()
 
@@ -141,6 +156,10 @@ class Service:
         if self._public is not None:
             await self._public.cleanup()
 
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloading
         flushed = await self.publisher.stop(max(0.5, deadline - loop.time()))
         if self._admin is not None:
             await self._admin.cleanup()
@@ -160,11 +179,12 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP reloads credentials."""
     service = Service(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, service.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, service.reload_credentials)
     try:
         await service.start()
         runtime.tune_gc()  # once per process, after start-up built the long-lived objects

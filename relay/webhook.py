@@ -8,7 +8,6 @@ chain sits on the hot path. Checks run cheapest first, and nothing unauthenticat
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import time
@@ -27,6 +26,7 @@ from relay.metrics import AuthFailure, Metrics
 from relay.outcomes import BODIES, STATUS, Outcome
 from relay.publish import PublishFailed, Readiness
 from relay.records import Record, build_records
+from relay.tracecontext import trace_headers
 
 log = logging.getLogger("relay.webhook")
 
@@ -79,10 +79,9 @@ class WebhookHandler:
         self._max_inflight = server.max_inflight_requests
         self._max_inflight_bytes = server.max_inflight_bytes
         self._retry_after = str(server.retry_after_seconds)
-        self._verify_token = (
-            settings.auth.verify_token.encode() if settings.auth.verify_token else None
-        )
-        self._auth = Authenticator(settings.auth.bearer_tokens, settings.auth.app_secrets)
+        # Replaced whole when the credential files change (relay.credentials); each request
+        # reads it once, so it is checked against one set of credentials from start to end.
+        self.authenticator = Authenticator.of(settings.auth)
         self._classifier = Classifier(settings.routing.fields)
         self._topics = settings.topics.names()
         self._metrics = metrics
@@ -134,11 +133,10 @@ class WebhookHandler:
         token = query.get("hub.verify_token")
         challenge = query.get("hub.challenge")
         if (
-            self._verify_token is not None
-            and query.get("hub.mode") == "subscribe"
+            query.get("hub.mode") == "subscribe"
             and token is not None
             and challenge is not None
-            and _compare(token, self._verify_token)
+            and self.authenticator.check_verify_token(token)
         ):
             return Outcome.VERIFIED, web.Response(text=challenge, content_type="text/plain")
         log.info(
@@ -162,7 +160,7 @@ class WebhookHandler:
         self._inflight += 1
         self._idle.clear()
         try:
-            outcome = await self._accept(request, request_id, received_at)
+            outcome = await self._accept(request, request_id, received_at, self.authenticator)
             return outcome, self._answer(outcome)
         except _Rejected as rejected:
             return self._reject(request_id, rejected)
@@ -172,15 +170,15 @@ class WebhookHandler:
                 self._idle.set()
 
     async def _accept(
-        self, request: web.BaseRequest, request_id: str, received_at: float
+        self, request: web.BaseRequest, request_id: str, received_at: float, auth: Authenticator
     ) -> Outcome:
-        credentials = self._check_head(request)
+        credentials = self._check_head(request, auth)
         body = await self._receive_body(request)
         self._metrics.request_body_bytes.observe(len(body))
         try:
             signature = request.headers.get(_SIGNATURE)  # one at most (`_check_head`)
-            if self._auth.needs_signature:
-                credentials += self._authenticated(self._auth.check_signature(signature, body))
+            if auth.needs_signature:
+                credentials += self._authenticated(auth.check_signature(signature, body))
             groups = self._classify(body)
             records = build_records(
                 body,
@@ -189,6 +187,7 @@ class WebhookHandler:
                 request_id=request_id,
                 received_at=received_at,
                 signature=signature,
+                trace=trace_headers(request.headers),
             )
             await self._publish(records, request_id)
         finally:
@@ -201,15 +200,15 @@ class WebhookHandler:
             )
         return Outcome.ACCEPTED
 
-    def _check_head(self, request: web.BaseRequest) -> tuple[str, ...]:
+    def _check_head(self, request: web.BaseRequest, auth: Authenticator) -> tuple[str, ...]:
         """Everything decided before a body byte is read; the credentials that matched."""
         headers = request.headers
         credentials: tuple[str, ...] = ()
-        if self._auth.needs_bearer:
+        if auth.needs_bearer:
             # Two Authorization headers are two answers to "who is this": a proxy in front and
             # the relay could each believe another one. Neither counts.
             authorization = headers.getall(hdrs.AUTHORIZATION, ())
-            credentials = self._authenticated(self._auth.check_bearer(authorization), close=True)
+            credentials = self._authenticated(auth.check_bearer(authorization), close=True)
         if len(headers.getall(_SIGNATURE, ())) > 1:
             raise self._unauthorized(AuthFailure.MALFORMED_HEADER, close=True)
         length = request.content_length
@@ -360,7 +359,3 @@ def _request_id(request: web.BaseRequest) -> str:
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
     return new_request_id()
-
-
-def _compare(given: str, expected: bytes) -> bool:
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected)

@@ -16,6 +16,16 @@ from tests.brokers import free_port
 RELAY = [sys.executable, "-m", "relay"]
 
 
+def http_status(url: str, timeout: float = 5) -> int:
+    """The status of a GET to `url` (loopback http only), error statuses included."""
+    assert url.startswith("http://127.0.0.1:"), url
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 class RelayProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *, config: Path | None = None):
         self.port = free_port()
@@ -37,13 +47,7 @@ class RelayProcess:
         return f"http://127.0.0.1:{self.port}/webhook"
 
     def admin(self, path: str) -> int:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.admin_port}{path}", timeout=2
-            ) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
+        return http_status(f"http://127.0.0.1:{self.admin_port}{path}", timeout=2)
 
     def start(self, *, ready: bool = True, within: float = 30.0) -> RelayProcess:
         with self.log_path.open("ab") as log:
@@ -64,9 +68,25 @@ class RelayProcess:
         self.kill()
         raise RuntimeError(f"relay not {wanted} within {within}s:\n{self.log()}")
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the relay's /metrics, by name and labels (all of them, in order)."""
+        url = f"http://127.0.0.1:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        wanted = name
+        if labels:
+            wanted += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{wanted} not exported")
+
     def terminate(self) -> None:
+        self.signal(signal.SIGTERM)
+
+    def signal(self, signum: signal.Signals) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
 
     def wait(self, within: float) -> int:
         assert self.process is not None

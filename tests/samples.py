@@ -238,3 +238,15 @@ def largest_record(
     ]
     changes = [change, *({"field": name, "value": {}} for name in names)]
     return envelope(*changes, waba_id=longest), dict.fromkeys(names, EventType.MESSAGE)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def longest_tracestate() -> tuple[str, str]:
+    """A `tracestate` the relay cuts to exactly its bound (relay.tracecontext), and what it
+    carries: three members of 128 characters, one of 125 and three commas make 512; a member of
+    258 characters in between goes first."""
+    kept = [f"{i}{'k' * 99}={'v' * 27}" for i in range(3)] + ["3" + "k" * 99 + "=" + "v" * 24]
+    sent = [*kept[:2], "z=" + "v" * 256, *kept[2:]]
+    return ",".join(sent), ",".join(kept)

@@ -556,6 +556,27 @@ def test_existing_secret_is_used_as_is(rendered: dict[str, list[Manifest]]) -> N
     assert "checksum/secret" not in annotations
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_secret_files_are_mounted_so_kubernetes_updates_them(
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
+    """The relay follows its credential files as the kubelet rewrites them (README, "Rotating
+    credentials"); a subPath mount is never updated, so none may mount a Secret or ConfigMap."""
+    manifests = rendered[scenario]
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = relay_container(manifests)["volumeMounts"]
+    for mount in mounts:
+        volume = volumes[mount["name"]]
+        if "secret" in volume or "configMap" in volume or "projected" in volume:
+            assert "subPath" not in mount, f"{scenario}: {mount['name']} is a subPath mount"
+            assert "subPathExpr" not in mount, f"{scenario}: {mount['name']}"
+    (secrets,) = [m for m in mounts if m["mountPath"] == SECRET_DIR]
+    assert "secret" in volumes[secrets["name"]]
+    config = rendered_relay_config(manifests)
+    assert "watch_interval_seconds" not in config["auth"], "the relay's default (watching) holds"
+
+
 def test_only_provided_secrets_are_referenced(rendered: dict[str, list[Manifest]]) -> None:
     config = rendered_relay_config(rendered["minimal-values.yaml"])
     assert config["auth"] == {"bearer_tokens_file": f"{SECRET_DIR}/bearer_tokens"}

@@ -50,6 +50,7 @@ REQUIRED_ALERTS = {
     "WhatsAppRelayHighErrorRatio",
     "WhatsAppRelayPublishLatencyHigh",
     "WhatsAppRelayAuthFailureSpike",
+    "WhatsAppRelayCredentialReloadFailing",
     "WhatsAppRelayUnroutedFields",
     "WhatsAppRelayProducerRestarting",
     "WhatsAppRelayKafkaUnavailable",

@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import socket
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -57,16 +56,7 @@ class Target:
         return kib / 1024
 
     def metric(self, name: str, **labels: str) -> float:
-        url = f"http://127.0.0.1:{self.process.admin_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        wanted = name
-        if labels:
-            wanted += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError(f"{wanted} not exported")
+        return self.process.metric(name, **labels)
 
     def outcome(self, outcome: str) -> float:
         return self.metric("whatsapp_relay_requests_total", outcome=outcome)

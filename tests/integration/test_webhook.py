@@ -138,6 +138,47 @@ async def test_records_parse_with_the_cloudevents_kafka_binding(relay: RunningRe
     assert event.get_data() == orjson.loads(body)
 
 
+async def test_trace_context_is_carried_onto_every_record(relay: RunningRelay) -> None:
+    """A valid traceparent and tracestate reach every record of the request, under the
+    CloudEvents extension's names and the W3C ones; a malformed traceparent takes both away."""
+    batch = samples.body(samples.envelope(samples.message_change(), samples.status_change()))
+    tracestate = "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"
+    response = await relay.post(
+        batch, headers={"traceparent": samples.TRACEPARENT, "tracestate": tracestate}
+    )
+    assert response.status == 200
+    malformed = samples.body(samples.envelope(samples.template_change()))
+    response = await relay.post(
+        malformed,
+        headers={"traceparent": samples.TRACEPARENT.upper(), "tracestate": "rojo=1"},
+    )
+    assert response.status == 200
+
+    bootstrap = relay.settings.kafka.bootstrap_servers
+    topics = relay.settings.topics
+    traced = [
+        *await consume(bootstrap, topics.message, expect=1),
+        *await consume(bootstrap, topics.status, expect=1),
+    ]
+    assert len(traced) == 2
+    for record in traced:
+        headers = dict(record.headers)
+        assert headers["ce_traceparent"] == headers["traceparent"] == samples.TRACEPARENT.encode()
+        assert (
+            headers["ce_tracestate"]
+            == headers["tracestate"]
+            == b"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+        )
+        event = from_binary_event(
+            KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+        )
+        assert event.get_extension("traceparent") == samples.TRACEPARENT
+        assert event.get_extension("tracestate") == "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+    [untraced] = await consume(bootstrap, topics.template, expect=1)
+    names = {name for name, _ in untraced.headers}
+    assert not names & {"ce_traceparent", "traceparent", "ce_tracestate", "tracestate"}
+
+
 async def test_mixed_batch_gives_one_record_per_event_type(relay: RunningRelay) -> None:
     change = samples.message_change(sender="111")
     change["value"]["statuses"] = samples.status_change(recipient="222")["value"]["statuses"]
@@ -284,7 +325,15 @@ async def test_nothing_the_ingress_accepts_is_refused_by_the_producer(
     body = samples.body(data)
     assert len(body) == limit
     signature = "sha256=" + "0" * 8000  # unverified in bearer mode, passed through as is
-    response = await relay.post(body, headers={"X-Hub-Signature-256": signature})
+    tracestate, carried = samples.longest_tracestate()
+    response = await relay.post(
+        body,
+        headers={
+            "X-Hub-Signature-256": signature,
+            "traceparent": samples.TRACEPARENT,
+            "tracestate": tracestate,
+        },
+    )
     assert response.status == 200
 
     [record] = await consume(
@@ -296,6 +345,7 @@ async def test_nothing_the_ingress_accepts_is_refused_by_the_producer(
     headers = dict(record.headers)
     assert headers["wa-fields"].decode().split(",") == ["messages", *routes]
     assert headers["x-hub-signature-256"] == signature.encode()
+    assert headers["ce_tracestate"] == headers["tracestate"] == carried.encode()
 
     refused = [
         samples.largest_record(extra_id_chars=1)[0],

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from aiohttp.web_protocol import RequestHandler
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from relay.classify import (
     MAX_FIELDS_PER_RECORD,
@@ -16,6 +17,7 @@ from relay.classify import (
 )
 from relay.config import EventType, Settings
 from relay.records import Record, build_records, rfc3339
+from relay.tracecontext import MAX_TRACESTATE_CHARS, trace_headers
 from tests import samples
 
 TOPICS = {t: f"topic.{t.value}" for t in EventType}
@@ -86,6 +88,15 @@ LONGEST_HEADER_FIELD = int(
 )
 
 
+# The most trace context a request can bring onto a record: a traceparent, and a tracestate
+# of exactly the bound, each under two names (relay.tracecontext).
+LONGEST_TRACE = trace_headers(
+    CIMultiDictProxy(
+        CIMultiDict(traceparent=samples.TRACEPARENT, tracestate=samples.longest_tracestate()[0])
+    )
+)
+
+
 def from_body(
     data: dict[str, Any], body: bytes, *, signature: str | None = None, **overrides: EventType
 ) -> list[Record]:
@@ -97,6 +108,7 @@ def from_body(
         request_id="r" * LONGEST_REQUEST_ID,
         received_at=1.0,
         signature=signature,
+        trace=LONGEST_TRACE,
     )
 
 
@@ -132,6 +144,7 @@ def test_the_largest_record_the_classifier_accepts_fits_what_the_producer_accept
     headers = dict(record.headers)
     assert len(record.key) == (2 * MAX_ID_CHARS) * 4 + 1
     assert len(headers["wa-fields"].split(b",")) == MAX_FIELDS_PER_RECORD
+    assert len(headers["tracestate"]) == len(headers["ce_tracestate"]) == MAX_TRACESTATE_CHARS
     # aiokafka refuses a record whose estimate exceeds max_request_size, which the relay
     # sets to this limit (and `topics create` sets max.message.bytes to it).
     size = DefaultRecordBatchBuilder.estimate_size_in_bytes(
