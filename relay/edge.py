@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import traceback
@@ -62,8 +63,21 @@ _JSON = "application/json"
 _ERROR_MESSAGE = web_protocol.ERROR._replace(version=HttpVersion11)
 
 
-def new_request_id() -> str:
-    return os.urandom(16).hex()
+class _RequestIds:
+    """32 hex characters: a random prefix drawn once per process, then a counter. Unique like
+    a random id, without a system call per request; drawn on first use, not at import."""
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        if not self._prefix:
+            self._prefix = os.urandom(8).hex()
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+new_request_id = _RequestIds()
 
 
 class EdgeLimits(NamedTuple):
@@ -153,15 +167,13 @@ class EdgeServer(web.Server):
     ) -> BaseRequest:
         if message is web_protocol.ERROR:
             message = _ERROR_MESSAGE
-        if isinstance(protocol, EdgeProtocol):
-            protocol.busy = True
         return EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
 
     # -- admission --------------------------------------------------------------------------
 
     def admit(self, protocol: EdgeProtocol) -> bool:
         if len(self.open) >= self.limits.max_connections:
-            victim = next((c for c in self.open if not c.busy), None)
+            victim = next((c for c in self.open if not c.busy()), None)
             if victim is None:
                 self.closed(ConnectionEnd.REFUSED)
                 return False
@@ -197,13 +209,13 @@ class EdgeServer(web.Server):
             # waits for that answer; its timeout applies once the connection is free.
             late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
             for protocol in late:
-                if not protocol.busy and protocol.head_since is not None:
+                if not protocol.busy() and protocol.head_since is not None:
                     protocol.head_timed_out()
 
 
 class EdgeProtocol(web_protocol.RequestHandler):
     """One connection. `head_since` is when the request head now arriving began (None between
-    requests and while a body arrives); `busy` is True while a request is being answered."""
+    requests and while a body arrives)."""
 
     __slots__ = (
         "_close_handle",
@@ -211,7 +223,6 @@ class EdgeProtocol(web_protocol.RequestHandler):
         "_edge",
         "_head_bytes",
         "_payload",
-        "busy",
         "head_since",
     )
 
@@ -221,8 +232,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self.head_since: float | None = None
         self._head_bytes = 0
         self._payload: StreamReader | None = None
-        self.busy = False
-        self._drain_left = -1  # bytes still read after a closing answer; -1: not draining
+        self._drain_left = DRAIN_BYTES  # what may still be read after a closing answer
         self._close_handle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -243,7 +253,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
             self._close_handle = None
 
     def data_received(self, data: bytes) -> None:
-        if self._drain_left >= 0:
+        if not self._keepalive:
             # An answer that closes the connection went out: read (to spare an honest client
             # a reset) but never parse, and only so much.
             self._drain_left -= len(data)
@@ -292,14 +302,10 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._edge.bad_http("request head too large", self._peer())
         self._answer_and_close(431, Outcome.BAD_HTTP)
 
-    async def finish_response(
-        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
-        result = await super().finish_response(request, resp, start_time)
-        self.busy = False
-        if not resp.keep_alive:
-            self._drain_left = DRAIN_BYTES
-        return result
+    def busy(self) -> bool:
+        """A request is being handled or answered (aiohttp's own flag, so no per-request
+        bookkeeping here): such a connection is never evicted or timed out."""
+        return self._request_in_progress
 
     def head_timed_out(self) -> None:
         self._edge.closed(ConnectionEnd.HEADER_TIMEOUT)
@@ -351,7 +357,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         """Answer where no request reached the handler, then drain briefly and close."""
         self.head_since = None
         transport = self.transport
-        if transport is None or self.busy:
+        if transport is None or self.busy():
             # An answer is being written for an earlier (pipelined) request: no room for ours.
             self.force_close()
             return
@@ -362,7 +368,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         if self._task_handler is not None:
             self._task_handler.cancel()
         self.close()
-        self._drain_left = DRAIN_BYTES
+        self.keep_alive(False)  # from now on, what arrives is drained, never parsed
         self._close_handle = self._edge.call_later(DRAIN_SECONDS, self.force_close)
 
     def _peer(self) -> str | None:
@@ -396,11 +402,10 @@ def self_check() -> None:
     """Fail start-up loudly if aiohttp no longer has what this module relies on."""
     problems = []
     handler_slots = getattr(web_protocol.RequestHandler, "__slots__", ())
-    for name in ("_messages", "_task_handler"):
+    for name in ("_keepalive", "_messages", "_request_in_progress", "_task_handler"):
         if name not in handler_slots:
             problems.append(f"aiohttp RequestHandler.{name}")
     for cls, name in (
-        (web_protocol.RequestHandler, "finish_response"),
         (web_protocol.RequestHandler, "handle_error"),
         (web_protocol.RequestHandler, "log_exception"),
         (BaseRequest, "_prepare_hook"),
