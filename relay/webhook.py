@@ -85,7 +85,11 @@ class WebhookHandler:
         self._min_body_rate = server.min_body_rate_bytes_per_second
         self._max_inflight = server.max_inflight_requests
         self._max_inflight_bytes = server.max_inflight_bytes
-        self._retry_after = str(server.retry_after_seconds)
+        retry_after = {"Retry-After": str(server.retry_after_seconds)}
+        self._headers = {
+            o: {"Content-Type": _JSON, **(retry_after if STATUS[o] == 503 else {})} for o in Outcome
+        }
+        self._debug = log.isEnabledFor(logging.DEBUG)  # logging is configured before this
         # Replaced whole when the credential files change (relay.credentials); each request
         # reads it once, so it is checked against one set of credentials from start to end.
         self.authenticator = authenticator
@@ -199,7 +203,7 @@ class WebhookHandler:
         finally:
             self._inflight_bytes -= len(body)
         self._count_accepted(groups, credentials)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug(
                 "accepted",
                 extra={"request_id": request_id, "records": [g.event_type.value for g in groups]},
@@ -341,11 +345,10 @@ class WebhookHandler:
         return _Rejected(Outcome.UNAUTHORIZED, failure.value, close)
 
     def _answer(self, outcome: Outcome) -> web.Response:
-        status = STATUS[outcome]
-        response = web.Response(status=status, body=BODIES[outcome], content_type=_JSON)
-        if status == 503:
-            response.headers["Retry-After"] = self._retry_after
-        return response
+        # Headers from a template per outcome: aiohttp copies them, and parses no content type.
+        return web.Response(
+            status=STATUS[outcome], body=BODIES[outcome], headers=self._headers[outcome]
+        )
 
     def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, web.Response]:
         if rejected.outcome not in _LOGGED_WHEN_PUBLISHING:

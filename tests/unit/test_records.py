@@ -73,7 +73,7 @@ def test_empty_key_has_no_subject() -> None:
     "timestamp", [0.0, 0.5, 1764100000.123456, 1764100059.999999, 4102444800.0]
 )
 def test_rfc3339_is_utc_and_parses_back(timestamp: float) -> None:
-    stamp = rfc3339(timestamp)
+    stamp = rfc3339(timestamp).decode()
     assert stamp.endswith("Z")
     assert len(stamp) == len("2026-11-25T21:05:05.131009Z")
     parsed = datetime.fromisoformat(stamp)
