@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-)
+from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
 
 from relay.classify import KNOWN_UNROUTED_FIELDS
 from relay.config import EventType
+from relay.loopmetrics import Counter, CounterChild, Histogram
 from relay.outcomes import AuthFailure, ConnectionEnd, Outcome, PublishError, ReloadResult
 
 PREFIX = "whatsapp_relay"
@@ -131,7 +125,7 @@ class Metrics:
             registry=r,
         )
         self._auth_success = auth_success
-        self.auth_success: dict[str, Counter] = {}
+        self.auth_success: dict[str, CounterChild] = {}
         self.add_credentials(credentials)
         reloads = Counter(
             f"{PREFIX}_credentials_reloaded_total",

@@ -52,7 +52,7 @@ class Relay:
     publisher: FakePublisher
 
     def count(self, outcome: Outcome) -> float:
-        return float(self.metrics.requests[outcome]._value.get())
+        return self.metrics.requests[outcome].value
 
 
 @pytest.fixture
