@@ -89,6 +89,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.event_loop_lag = Histogram(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late the event loop woke a task due every 100 ms: while it is late, every "
+            "request waits as long.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         # The gauges below are read when scraped (`set_function`), from the state they
         # describe, so they can never drift from it.
         self.inflight = Gauge(

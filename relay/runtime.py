@@ -40,6 +40,23 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# How often the loop's lateness is sampled: often enough to catch a stall of a few
+# milliseconds within seconds, rarely enough to cost nothing (ten wake-ups a second).
+LOOP_LAG_INTERVAL = 0.1
+
+
+async def watch_loop_lag(observe: Callable[[float], None]) -> None:
+    """Ask to wake every `LOOP_LAG_INTERVAL` and report how much later the loop did: the time
+    every request due at that moment waited too (a garbage collection, a slow callback, a
+    scrape). Runs until cancelled. libuv's timers tick in milliseconds, so lateness under a
+    millisecond reads as zero."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + LOOP_LAG_INTERVAL
+        await asyncio.sleep(LOOP_LAG_INTERVAL)
+        observe(max(0.0, loop.time() - due))
+
+
 class StartupError(Exception):
     """The relay cannot run as configured; the message says why and what to do."""
 

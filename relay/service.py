@@ -59,7 +59,7 @@ class Service:
             handler.authenticator = authenticator
 
         self.credentials = CredentialReloader(settings.auth, self.metrics, use)
-        self._reloading: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []  # stopped after the public listener
         self.metrics.inflight.set_function(lambda: handler.inflight)
         self.metrics.inflight_limit.set(settings.server.max_inflight_requests)
         self.metrics.kafka_ready.set_function(lambda: int(readiness.kafka_ready))
@@ -95,8 +95,10 @@ class Service:
         self.admin_port = admin_site.port
 
         await self.publisher.start()
+        lag = runtime.watch_loop_lag(self.metrics.event_loop_lag.observe)
+        self._background.append(asyncio.create_task(lag, name="loop-lag"))
         if self.credentials.watching:
-            self._reloading = asyncio.create_task(self.credentials.run(), name="credentials")
+            self._background.append(asyncio.create_task(self.credentials.run(), name="credentials"))
 
         public_server = edge.EdgeServer(
             self.handler,
@@ -157,10 +159,9 @@ class Service:
         if self._public is not None:
             await self._public.cleanup()
 
-        if self._reloading is not None:
-            self._reloading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloading
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         flushed = await self.publisher.stop(max(0.5, deadline - loop.time()))
         if self._admin is not None:
             await self._admin.cleanup()

@@ -89,7 +89,6 @@ class WebhookHandler:
         self._headers = {
             o: {"Content-Type": _JSON, **(retry_after if STATUS[o] == 503 else {})} for o in Outcome
         }
-        self._debug = log.isEnabledFor(logging.DEBUG)  # logging is configured before this
         # Replaced whole when the credential files change (relay.credentials); each request
         # reads it once, so it is checked against one set of credentials from start to end.
         self.authenticator = authenticator
@@ -210,7 +209,7 @@ class WebhookHandler:
         finally:
             self._inflight_bytes -= len(body)
         self._count_accepted(groups, credentials)
-        if self._debug:
+        if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "accepted",
                 extra={"request_id": request_id, "records": [g.event_type.value for g in groups]},
