@@ -24,11 +24,11 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from devsupport.relay_process import RelayProcess
 from relay import __version__
 from relay.outcomes import BODIES, STATUS, Outcome
 from tests.conftest import topic_size
 from tests.integration.test_cli import run_cli
-from tests.processes import RelayProcess
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
