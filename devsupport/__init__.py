@@ -7,8 +7,11 @@ One module per concern, each written once:
 - ``local_kafka``: ``scripts/local-kafka`` driven from Python (a broker or a cluster of its own);
 - ``relay_process``: ``whatsapp-relay serve`` as a process, ready when its admin port says so;
 - ``topics``: creating, describing and deleting topics with Kafka's admin API (the product's
-  own ``relay.topics.create_topics`` stays the way to create the relay's configured topics).
+  own ``relay.topics.create_topics`` stays the way to create the relay's configured topics);
+- ``docker_install_check``: the Dockerfile replayed without Docker
+  (``scripts/docker-install-check``).
 
-``ports`` and ``relay_process`` use the standard library only. Nothing here does I/O at import
-time.
+``ports``, ``relay_process`` and ``docker_install_check`` use the standard library only, so that
+any ``python3`` runs ``scripts/docker-install-check``; keep this file free of imports for the
+same reason. Nothing here does I/O at import time.
 """
