@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from relay.metrics import Metrics
-from relay.publish import Readiness
+from relay.readiness import Readiness
 
 _JSON = "application/json"
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from relay.config import AuthConfig
-from relay.metrics import AuthFailure, credential_label
+from relay.outcomes import AuthFailure
 
 SIGNATURE_PREFIX = b"sha256="
 
@@ -52,19 +52,19 @@ class Authenticator:
         self._tokens = tuple(token.encode("ascii") for token in bearer_tokens)
         self._secrets = tuple(secret.encode("ascii") for secret in app_secrets)
         self._verify_token = _header_bytes(verify_token) if verify_token else None
-        self._token_labels = tuple(credential_label("bearer", i) for i in range(len(self._tokens)))
-        self._secret_labels = tuple(
-            credential_label("app_secret", i) for i in range(len(self._secrets))
-        )
+        # The `credential` label of the success counter: which configured entry matched, by
+        # position, never the credential itself.
+        self._token_labels = tuple(f"bearer:{i}" for i in range(len(self._tokens)))
+        self._secret_labels = tuple(f"app_secret:{i}" for i in range(len(self._secrets)))
 
     @classmethod
     def of(cls, auth: AuthConfig) -> Authenticator:
         return cls(auth.bearer_tokens, auth.app_secrets, auth.verify_token)
 
     @property
-    def counts(self) -> tuple[int, int]:
-        """How many bearer tokens and app secrets: the `bearer:N` / `app_secret:N` labels."""
-        return len(self._tokens), len(self._secrets)
+    def labels(self) -> tuple[str, ...]:
+        """Every credential label this authenticator can report (`bearer:N`, `app_secret:N`)."""
+        return self._token_labels + self._secret_labels
 
     @property
     def needs_bearer(self) -> bool:

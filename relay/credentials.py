@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 from relay import config
 from relay.auth import Authenticator
-from relay.metrics import Metrics, ReloadResult
+from relay.metrics import Metrics
+from relay.outcomes import ReloadResult
 
 log = logging.getLogger("relay.credentials")
 
@@ -122,7 +123,7 @@ class CredentialReloader:
         if quiet_if_same and reread == self.auth:
             return None
         authenticator = Authenticator.of(reread)
-        self._metrics.add_credentials(*authenticator.counts)
+        self._metrics.add_credentials(authenticator.labels)
         self._apply(authenticator)
         self.auth = reread
         self._metrics.credentials_reloaded[ReloadResult.SUCCESS].inc()

@@ -8,7 +8,6 @@ the pre-resolved children in the dictionaries below instead of `labels()` lookup
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,8 +20,7 @@ from prometheus_client import (
 
 from relay.classify import KNOWN_UNROUTED_FIELDS
 from relay.config import EventType
-from relay.outcomes import ConnectionEnd
-from relay.outcomes import Outcome as Outcome  # re-exported until the request enums move
+from relay.outcomes import AuthFailure, ConnectionEnd, Outcome, PublishError, ReloadResult
 
 PREFIX = "whatsapp_relay"
 
@@ -34,36 +32,9 @@ LATENCY_BUCKETS = (
 BODY_BUCKETS = (256, 512, 1024, 2048, 4096, 8192, 16384, 65536, 262144, 1048576, 4194304)
 
 
-class AuthFailure(StrEnum):
-    MISSING_CREDENTIALS = "missing_credentials"
-    MALFORMED_HEADER = "malformed_header"
-    INVALID_TOKEN = "invalid_token"  # noqa: S105 (a label value, not a secret)
-    MISSING_SIGNATURE = "missing_signature"
-    INVALID_SIGNATURE = "invalid_signature"
-
-
-class ReloadResult(StrEnum):
-    """How a reload of the credential files ended (relay.credentials)."""
-
-    SUCCESS = "success"
-    UNREADABLE = "unreadable"  # a file is missing, not readable or not text
-    INVALID = "invalid"  # read, but refused: empty, too short, not printable ASCII
-
-
-class PublishError(StrEnum):
-    TIMEOUT = "timeout"
-    UNAVAILABLE = "unavailable"
-    TOO_LARGE = "too_large"
-    KAFKA_ERROR = "kafka_error"
-
-
 # Unrouted changes are labelled by Meta field name: the known ones (relay.classify), names
 # routed to unrouted by configuration, else this, so a sender cannot grow the label set.
 OTHER_FIELD = "other"
-
-
-def credential_label(kind: str, index: int) -> str:
-    return f"{kind}:{index}"
 
 
 class Metrics:
@@ -73,8 +44,7 @@ class Metrics:
         self,
         version: str,
         *,
-        bearer_tokens: int = 0,
-        app_secrets: int = 0,
+        credentials: Iterable[str] = (),
         unrouted_fields: Iterable[str] = (),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -162,7 +132,7 @@ class Metrics:
         )
         self._auth_success = auth_success
         self.auth_success: dict[str, Counter] = {}
-        self.add_credentials(bearer_tokens, app_secrets)
+        self.add_credentials(credentials)
         reloads = Counter(
             f"{PREFIX}_credentials_reloaded_total",
             "Reloads of the credential files (auth.*_file), by result.",
@@ -237,15 +207,13 @@ class Metrics:
         )
         build.labels(version).set(1)
 
-    def add_credentials(self, bearer_tokens: int, app_secrets: int) -> None:
-        """Children of the success counter for the first `bearer_tokens` / `app_secrets`
-        indexes. Indexes no longer configured after a reload keep theirs: it stops rising, which
-        is what a dashboard watching a rotation wants to see (a removed series would be a gap)."""
-        for kind, count in (("bearer", bearer_tokens), ("app_secret", app_secrets)):
-            for index in range(count):
-                label = credential_label(kind, index)
-                if label not in self.auth_success:
-                    self.auth_success[label] = self._auth_success.labels(label)
+    def add_credentials(self, labels: Iterable[str]) -> None:
+        """Children of the success counter for these credential labels (`Authenticator.labels`).
+        Labels no longer configured after a reload keep theirs: it stops rising, which is what
+        a dashboard watching a rotation wants to see (a removed series would be a gap)."""
+        for label in labels:
+            if label not in self.auth_success:
+                self.auth_success[label] = self._auth_success.labels(label)
 
     def count_unrouted(self, field: str) -> None:
         child = self.unrouted_fields.get(field) or self.unrouted_fields[OTHER_FIELD]

@@ -69,3 +69,26 @@ class ConnectionEnd(StrEnum):
     EVICTED = "evicted"  # idle or slow, closed to admit a new one at the connection cap
     REFUSED = "refused"  # the cap was reached with every connection busy
     DRAIN_LIMIT = "drain_limit"  # kept sending after an answer that closes the connection
+
+
+class AuthFailure(StrEnum):
+    MISSING_CREDENTIALS = "missing_credentials"
+    MALFORMED_HEADER = "malformed_header"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 (a label value, not a secret)
+    MISSING_SIGNATURE = "missing_signature"
+    INVALID_SIGNATURE = "invalid_signature"
+
+
+class PublishError(StrEnum):
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    TOO_LARGE = "too_large"
+    KAFKA_ERROR = "kafka_error"
+
+
+class ReloadResult(StrEnum):
+    """How a reload of the credential files ended (relay.credentials)."""
+
+    SUCCESS = "success"
+    UNREADABLE = "unreadable"  # a file is missing, not readable or not text
+    INVALID = "invalid"  # read, but refused: empty, too short, not printable ASCII

@@ -1,4 +1,4 @@
-"""Publishing with a bound, a producer that heals itself, and what readiness means.
+"""Publishing with a bound, a producer that heals itself, and what Kafka looks like from here.
 
 A 200 is promised only after every record of a request is acknowledged with `acks=all` by an
 idempotent producer. aiokafka's idempotent batches never expire while the broker is away, so
@@ -28,7 +28,9 @@ from relay.config import Settings
 from relay.deadlines import Deadlines
 from relay.kafka_client import Producer
 from relay.kafka_options import connection_options
-from relay.metrics import Metrics, Outcome, PublishError
+from relay.metrics import Metrics
+from relay.outcomes import PublishError
+from relay.readiness import KafkaState
 from relay.records import Record
 from relay.runtime import StartupError
 from relay.topics import TopicCheck, TopicWatch
@@ -58,75 +60,12 @@ class CachedPartitioner:
 
 
 class PublishFailed(Exception):
-    """The records are not (known to be) safe: the answer is a 503."""
+    """The records are not (known to be) in Kafka; `error` says why. What the sender is told
+    is the webhook handler's business."""
 
-    def __init__(self, outcome: Outcome, error: PublishError, detail: str) -> None:
+    def __init__(self, error: PublishError, detail: str) -> None:
         super().__init__(detail)
-        self.outcome = outcome
         self.error = error
-
-
-class Readiness:
-    """Whether this pod can serve webhooks: read by /readyz and the metrics gauges.
-
-    Not ready before the webhook listener is bound, while shutting down, while this pod's
-    producer is not running, until Kafka has answered once since start, and while a topic is
-    missing or (with `kafka.require_durable_topics`) not durable. Once Kafka has answered, a
-    broker that dies or hangs never turns readiness off, nor does the whole cluster going
-    away: every replica would fail at the same moment and the Service would empty, so senders
-    would get the ingress's bare 503 instead of the relay's 503 + Retry-After, and the relay's
-    metrics would stop counting them (README, "Readiness and Kafka"). `kafka_ready` and
-    `degraded` tell.
-
-    Producer liveness is asked at read time rather than cached, so a producer that just died
-    turns readiness off before the supervisor has noticed.
-    """
-
-    def __init__(self, producer_alive: Callable[[], bool]) -> None:
-        self._producer_alive = producer_alive
-        # Why there is no producer (set by the supervisor); None while one runs or just died.
-        self.producer_problem: str | None = "kafka producer not started"
-        # The admin listener (and so /readyz) comes up before the public one: not ready
-        # until webhooks can actually connect.
-        self.accepting = False
-        self.shutting_down = False
-        self.reached = False  # Kafka answered the topic check at least once since start
-        self.unreachable: str | None = None  # the latest topic check found no broker
-        self.topics_problem: str | None = None
-
-    def update(self, check: TopicCheck) -> None:
-        if check.unreachable is None:
-            self.reached = True
-            self.topics_problem = check.problem
-        self.unreachable = check.unreachable
-
-    @property
-    def kafka_ready(self) -> bool:
-        return (
-            self.reached
-            and self.unreachable is None
-            and self.topics_problem is None
-            and self._producer_alive()
-        )
-
-    @property
-    def reason(self) -> str | None:
-        if self.shutting_down:
-            return "shutting down"
-        if not self.accepting:
-            return "starting"
-        if not self._producer_alive():
-            return self.producer_problem or "kafka producer not running"
-        if self.topics_problem is not None:
-            return self.topics_problem
-        if not self.reached:
-            return self.unreachable or "kafka not reached yet"
-        return None
-
-    @property
-    def degraded(self) -> str | None:
-        """Ready, but Kafka does not answer: webhooks get the relay's own 503s."""
-        return self.unreachable if self.reached else None
 
 
 class Publisher:
@@ -145,7 +84,7 @@ class Publisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._watch = TopicWatch(settings, metrics)
-        self.readiness = Readiness(self.producer_alive)
+        self.kafka = KafkaState()  # what readiness (relay.readiness) is made of
 
     def _default_producer(self) -> AIOKafkaProducer:
         kafka = self._settings.kafka
@@ -176,7 +115,7 @@ class Publisher:
             raise StartupError(kafka_client.describe_problems(problems))
         self._deadlines.start()
         healthy = await self._ensure_producer()
-        self.readiness.update(await self._watch.check())
+        self._update(await self._watch.check())
         self._tasks = [
             asyncio.create_task(self._supervise(healthy), name="kafka-supervisor"),
             asyncio.create_task(self._watch_topics(), name="kafka-topic-watch"),
@@ -200,9 +139,7 @@ class Publisher:
         producer = self._producer
         if producer is None or not producer.alive:
             self._wake.set()
-            raise PublishFailed(
-                Outcome.KAFKA_UNAVAILABLE, PublishError.UNAVAILABLE, "producer is not running"
-            )
+            raise PublishFailed(PublishError.UNAVAILABLE, "producer is not running")
         send = producer.send
         started = time.perf_counter()
         deadline = self._deadlines.arm()
@@ -216,21 +153,15 @@ class Publisher:
             if not deadline.expired:
                 raise
             self._deadlines.absorb()
-            raise PublishFailed(
-                Outcome.PUBLISH_TIMEOUT, PublishError.TIMEOUT, "no acknowledgement in time"
-            ) from None
+            raise PublishFailed(PublishError.TIMEOUT, "no acknowledgement in time") from None
         except MessageSizeTooLargeError as exc:
-            raise PublishFailed(
-                Outcome.KAFKA_UNAVAILABLE, PublishError.TOO_LARGE, str(exc)
-            ) from exc
+            raise PublishFailed(PublishError.TOO_LARGE, str(exc)) from exc
         except KafkaTimeoutError as exc:
-            raise PublishFailed(Outcome.PUBLISH_TIMEOUT, PublishError.TIMEOUT, str(exc)) from exc
+            raise PublishFailed(PublishError.TIMEOUT, str(exc)) from exc
         except KafkaError as exc:
             # Any Kafka failure means the record may not be stored: the sender must retry.
             self._wake.set()
-            raise PublishFailed(
-                Outcome.KAFKA_UNAVAILABLE, PublishError.KAFKA_ERROR, str(exc)
-            ) from exc
+            raise PublishFailed(PublishError.KAFKA_ERROR, str(exc)) from exc
         finally:
             deadline.disarm()
         self._metrics.publish_duration.observe(time.perf_counter() - started)
@@ -267,7 +198,6 @@ class Publisher:
         """The topic check, every readiness interval, apart from the producer: a check that
         waits for a slow broker never delays a producer rebuild, nor the other way round."""
         interval = self._settings.kafka.readiness_interval_seconds
-        readiness = self.readiness
         while True:
             await asyncio.sleep(interval)
             try:
@@ -275,14 +205,16 @@ class Publisher:
             except Exception:  # the watch must outlive any single failure
                 log.exception("kafka topic check failed")
                 continue
-            before = (readiness.reason, readiness.degraded)
-            readiness.update(check)
-            if (readiness.reason, readiness.degraded) != before:
-                log.info(
-                    "kafka readiness changed",
-                    extra={"ready": readiness.reason is None, "reason": readiness.reason,
-                           "degraded": readiness.degraded},
-                )  # fmt: skip
+            self._update(check)
+
+    def _update(self, check: TopicCheck) -> None:
+        kafka = self.kafka
+        if kafka.checked(check.unreachable, check.problem):
+            log.info(
+                "kafka state changed",
+                extra={"reached": kafka.reached, "unreachable": kafka.unreachable,
+                       "topics_problem": kafka.topics_problem},
+            )  # fmt: skip
 
     async def _ensure_producer(self) -> bool:
         """Make sure a live producer exists; one start attempt. True when one runs."""
@@ -301,10 +233,10 @@ class Publisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             await producer.stop(1.0)
             error = str(exc) or type(exc).__name__
-            self.readiness.producer_problem = f"kafka producer cannot start: {error}"
+            self.kafka.producer_problem = f"kafka producer cannot start: {error}"
             log.warning("kafka producer start failed; will retry", extra={"error": error})
             return False
         self._producer = producer
-        self.readiness.producer_problem = None
+        self.kafka.producer_problem = None
         log.info("kafka producer started")
         return True

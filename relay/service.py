@@ -29,6 +29,7 @@ from relay.config import Settings
 from relay.credentials import CredentialReloader
 from relay.metrics import Metrics
 from relay.publish import ProducerFactory, Publisher
+from relay.readiness import Readiness
 from relay.webhook import WebhookHandler
 
 log = logging.getLogger("relay.service")
@@ -43,15 +44,15 @@ class Service:
         self, settings: Settings, *, producer_factory: ProducerFactory | None = None
     ) -> None:
         self.settings = settings
+        authenticator = Authenticator.of(settings.auth)
         self.metrics = Metrics(
             __version__,
-            bearer_tokens=len(settings.auth.bearer_tokens),
-            app_secrets=len(settings.auth.app_secrets),
+            credentials=authenticator.labels,
             unrouted_fields=(f for f, t in settings.routing.fields.items() if t == "unrouted"),
         )
         self.publisher = Publisher(settings, self.metrics, producer_factory=producer_factory)
-        self.readiness = self.publisher.readiness
-        self.handler = WebhookHandler(settings, self.metrics, self.publisher, self.readiness)
+        self.readiness = Readiness(self.publisher.kafka, self.publisher.producer_alive)
+        self.handler = WebhookHandler(settings, self.metrics, self.publisher, authenticator)
         readiness, handler = self.readiness, self.handler
 
         def use(authenticator: Authenticator) -> None:

@@ -22,9 +22,9 @@ from relay.auth import Authenticator, AuthResult
 from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
 from relay.edge import new_request_id
-from relay.metrics import AuthFailure, Metrics
-from relay.outcomes import BODIES, STATUS, Outcome
-from relay.publish import PublishFailed, Readiness
+from relay.metrics import Metrics
+from relay.outcomes import BODIES, STATUS, AuthFailure, Outcome, PublishError
+from relay.publish import PublishFailed
 from relay.records import Record, build_records
 from relay.tracecontext import trace_headers
 
@@ -39,8 +39,15 @@ _CHUNK_ALLOWANCE = 64 * 1024
 # A body is given this long before `server.min_body_rate_bytes_per_second` applies: a round
 # trip and a lost segment's retransmission on a slow link.
 BODY_GRACE_SECONDS = 2.0
-# Publish failures are logged where they happen, with the Kafka error's detail.
-_LOGGED_WHEN_PUBLISHING = frozenset({Outcome.PUBLISH_TIMEOUT, Outcome.KAFKA_UNAVAILABLE})
+# Every publish failure is a 503 the sender retries; the outcome says whether Kafka was slow
+# or away. They are logged where they happen, with the Kafka error's detail.
+_PUBLISH_OUTCOMES: dict[PublishError, Outcome] = {
+    PublishError.TIMEOUT: Outcome.PUBLISH_TIMEOUT,
+    PublishError.UNAVAILABLE: Outcome.KAFKA_UNAVAILABLE,
+    PublishError.TOO_LARGE: Outcome.KAFKA_UNAVAILABLE,
+    PublishError.KAFKA_ERROR: Outcome.KAFKA_UNAVAILABLE,
+}
+_LOGGED_WHEN_PUBLISHING = frozenset(_PUBLISH_OUTCOMES.values())
 
 
 class _Rejected(Exception):
@@ -69,7 +76,7 @@ class WebhookHandler:
         settings: Settings,
         metrics: Metrics,
         publisher: RecordPublisher,
-        readiness: Readiness,
+        authenticator: Authenticator,
     ) -> None:
         server = settings.server
         self._path = server.path
@@ -81,12 +88,11 @@ class WebhookHandler:
         self._retry_after = str(server.retry_after_seconds)
         # Replaced whole when the credential files change (relay.credentials); each request
         # reads it once, so it is checked against one set of credentials from start to end.
-        self.authenticator = Authenticator.of(settings.auth)
+        self.authenticator = authenticator
         self._classifier = Classifier(settings.routing.fields)
         self._topics = settings.topics.names()
         self._metrics = metrics
         self._publisher = publisher
-        self._readiness = readiness
         self._inflight = 0
         self._inflight_bytes = 0
         self._idle = asyncio.Event()
@@ -307,12 +313,12 @@ class WebhookHandler:
         except PublishFailed as failed:
             for record in records:
                 self._metrics.publish_errors[record.event_type, failed.error].inc()
+            outcome = _PUBLISH_OUTCOMES[failed.error]
             log.warning(
                 "publish failed",
-                extra={"request_id": request_id, "outcome": failed.outcome.value,
-                       "reason": str(failed)},
-            )  # fmt: skip
-            raise _Rejected(failed.outcome, str(failed)) from None
+                extra={"request_id": request_id, "outcome": outcome.value, "reason": str(failed)},
+            )
+            raise _Rejected(outcome, str(failed)) from None
 
     def _count_accepted(self, groups: list[EventGroup], credentials: tuple[str, ...]) -> None:
         for label in credentials:

@@ -79,7 +79,7 @@ def exposed() -> Exposed:
 
     try:
         # One token and one secret, so that auth_success_total has a child (and its label).
-        metrics = Metrics(version="test", bearer_tokens=1, app_secrets=1)
+        metrics = Metrics(version="test", credentials=("bearer:0", "app_secret:0"))
     except TypeError:
         metrics = Metrics(version="test")
     text = generate_latest(metrics.registry).decode()

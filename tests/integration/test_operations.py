@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relay import logs
 from relay.config import EventType
-from relay.metrics import LATENCY_BUCKETS, AuthFailure, Outcome, PublishError
+from relay.metrics import LATENCY_BUCKETS
+from relay.outcomes import AuthFailure, Outcome, PublishError
 from relay.service import Service
 from relay.topics import create_topics
 from tests import samples

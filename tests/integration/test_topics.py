@@ -15,7 +15,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from relay.config import EventType
-from relay.publish import Readiness
+from relay.readiness import Readiness
 from tests.conftest import RunningRelay, SettingsFactory
 from tests.integration.test_cli import run_cli, settings_env
 from tests.integration.test_operations import value

@@ -4,7 +4,7 @@ import hmac
 import pytest
 
 from relay.auth import Authenticator
-from relay.metrics import AuthFailure
+from relay.outcomes import AuthFailure
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 

@@ -15,7 +15,8 @@ from prometheus_client import generate_latest
 from relay import config
 from relay.auth import Authenticator
 from relay.credentials import CredentialReloader, file_state
-from relay.metrics import Metrics, ReloadResult
+from relay.metrics import Metrics
+from relay.outcomes import ReloadResult
 from tests.secret_mount import SecretMount
 
 OLD = "old-token-0123456789"
@@ -145,7 +146,7 @@ def exposition(metrics: Metrics) -> str:
 
 async def test_the_reloader_applies_a_changed_file_and_counts_it(mount: SecretMount) -> None:
     auth = settings_for(mount).auth
-    metrics = Metrics("test", bearer_tokens=1)
+    metrics = Metrics("test", credentials=("bearer:0",))
     applied = Applied()
     reloader = CredentialReloader(auth, metrics, applied)
     assert await reloader.check(trigger="test", only_if_changed=True) is None
@@ -169,7 +170,7 @@ async def test_a_refused_file_keeps_the_credentials_until_a_good_one_comes(
     mount: SecretMount, caplog: pytest.LogCaptureFixture
 ) -> None:
     auth = settings_for(mount).auth
-    metrics = Metrics("test", bearer_tokens=1)
+    metrics = Metrics("test", credentials=("bearer:0",))
     applied = Applied()
     reloader = CredentialReloader(auth, metrics, applied)
     loaded_at = metrics.credentials_loaded_at._value.get()
@@ -196,9 +197,9 @@ async def test_a_refused_file_keeps_the_credentials_until_a_good_one_comes(
 
 
 def test_success_counters_keep_their_index_when_credentials_go() -> None:
-    metrics = Metrics("test", bearer_tokens=2, app_secrets=1)
+    metrics = Metrics("test", credentials=("bearer:0", "bearer:1", "app_secret:0"))
     metrics.auth_success["bearer:1"].inc()
-    metrics.add_credentials(1, 3)
+    metrics.add_credentials(("bearer:0", "app_secret:0", "app_secret:1", "app_secret:2"))
     text = exposition(metrics)
     assert 'whatsapp_relay_auth_success_total{credential="bearer:1"} 1.0' in text
     assert 'whatsapp_relay_auth_success_total{credential="app_secret:2"} 0.0' in text
