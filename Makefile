@@ -35,7 +35,7 @@ test:
 	@$(MAKE) --no-print-directory --jobs=2 check tools
 	$(BIN)/pytest
 
-## check: ruff (lint and format) and mypy (strict on relay/) only
+## check: ruff (lint and format) and mypy (strict; tests/ not strictly) only
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

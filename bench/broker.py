@@ -8,8 +8,6 @@ loopback is looked up by its listening port (when it runs in our pid namespace).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -17,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.progress import BenchError, log
+from devsupport.local_kafka import LOCAL_KAFKA_SCRIPT, LocalKafka, LocalKafkaError
 
-LOCAL_KAFKA = Path(__file__).resolve().parent.parent / "scripts" / "local-kafka"
 DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "bench-kafka"
 DEFAULT_PORT = 19092
 
@@ -63,41 +61,33 @@ def external(bootstrap: str) -> Broker:
     return Broker(bootstrap, pid, kafka_version_of(pid), private=False)
 
 
-def _local_kafka(
-    command: list[str], state_dir: Path, port: int, timeout: float, capture: bool
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOCAL_KAFKA_DIR": str(state_dir), "LOCAL_KAFKA_PORT": str(port)}
-    return subprocess.run(
-        [str(LOCAL_KAFKA), *command],
-        env=env,
-        text=True,
-        check=False,
-        timeout=timeout,
-        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-        stderr=subprocess.PIPE if capture else subprocess.DEVNULL,
-    )
+def private_broker(state_dir: Path, port: int) -> LocalKafka:
+    """The run's own broker. Its controller gets the port after the broker's, the script's
+    default, so that a state dir kept by --keep-broker is started the same way every time."""
+    return LocalKafka(state_dir, port, port + 1)
 
 
 def start_private(state_dir: Path, port: int) -> Broker:
-    if not LOCAL_KAFKA.exists():
+    if not LOCAL_KAFKA_SCRIPT.exists():
         raise BenchError("no KAFKA_BOOTSTRAP_SERVERS and no scripts/local-kafka")
     log(f"starting a private broker (scripts/local-kafka, {state_dir}, port {port})")
-    # The first start fetches Kafka's jars from Maven Central: minutes, not seconds.
-    proc = _local_kafka(["start"], state_dir, port, timeout=900, capture=True)
-    if proc.returncode != 0:
-        raise BenchError(f"scripts/local-kafka start failed:\n{proc.stderr[-3000:]}")
-    # The script prints the bootstrap address last.
-    bootstrap = proc.stdout.strip().splitlines()[-1].strip()
-    pid = None
-    with contextlib.suppress(OSError, ValueError):
-        pid = int((state_dir / "kafka.pid").read_text().strip())
-    version = None
-    with contextlib.suppress(OSError):
-        version = (state_dir / "kafka-version").read_text().strip()
-    return Broker(bootstrap, pid, version or kafka_version_of(pid), private=True)
+    kafka = private_broker(state_dir, port)
+    try:
+        # The first start fetches Kafka's jars from Maven Central: minutes, not seconds.
+        bootstrap = kafka.start(timeout=900)
+    except LocalKafkaError as exc:
+        raise BenchError(str(exc)) from exc
+    pid = kafka.pid()
+    return Broker(bootstrap, pid, kafka.version() or kafka_version_of(pid), private=True)
 
 
 def stop_private(state_dir: Path, port: int, clean: bool) -> None:
     log("stopping the private broker (--keep-broker keeps it for the next run)")
-    # --clean deletes its state dir: a full run leaves over half a GB of records.
-    _local_kafka(["stop", *(["--clean"] if clean else [])], state_dir, port, 120, capture=False)
+    kafka = private_broker(state_dir, port)
+    try:
+        if clean:  # deletes its state dir: a full run leaves over half a GB of records
+            kafka.clean()
+        else:
+            kafka.stop()
+    except LocalKafkaError as exc:  # cleanup must not hide the run's result
+        log(str(exc))

@@ -29,17 +29,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.brokers import LocalKafkaCluster
-from tests.failover import (
-    FAULTS,
-    TOKEN,
-    Traffic,
-    create_topics,
-    inject,
-    read_back,
-    wait_in_sync,
-)
-from tests.processes import RelayProcess
+from devsupport import topics as kafka_topics
+from devsupport.local_kafka import LocalKafkaCluster
+from devsupport.relay_process import RelayProcess
+from tests.failover import FAULTS, TOKEN, Traffic, inject, read_back, wait_in_sync
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,8 +46,12 @@ async def one_run(
     suffix = uuid.uuid4().hex[:8]
     topics = {t: f"failover.{suffix}.{t}" for t in EVENT_TYPES}
     names = list(topics.values())
-    await create_topics(
-        cluster.bootstrap_servers, names, partitions=args.partitions, replication=3, min_insync=2
+    await kafka_topics.create(
+        cluster.bootstrap_servers,
+        names,
+        partitions=args.partitions,
+        replication=3,
+        configs={"min.insync.replicas": "2"},
     )
     await wait_in_sync(cluster.bootstrap_servers, names, 3)
     env = {
@@ -64,8 +61,7 @@ async def one_run(
         **dict(setting.split("=", 1) for setting in args.relay),
     }
     relay = RelayProcess(env, log_dir / f"relay-{suffix}.log").start(within=60)
-    admin_url = f"http://127.0.0.1:{relay.admin_port}"
-    traffic = Traffic.start(relay.url, admin_url, args.rate)
+    traffic = Traffic.start(relay.url, relay.admin_url, args.rate)
     try:
         await asyncio.sleep(WARM_UP_S)
         injected = await inject(cluster, traffic, names, fault, hang_seconds=args.hang_seconds)

@@ -35,7 +35,8 @@ from bench.procstat import (
 from bench.progress import BenchError, log
 from bench.promtext import parse_metrics
 from bench.reconcile import consume_all, reconcile
-from bench.relay_process import RelayProcess, tail
+from bench.relay_process import RelayUnderTest
+from devsupport import topics as kafka_topics
 
 TOKEN = "bench-token-0123456789"  # noqa: S105 - a benchmark credential, never a real one
 
@@ -50,7 +51,7 @@ class Bench:
         self.pin = bool(args.pin)
         self.broker: brokers.Broker | None = None
         self.broker_previous_affinity: str | None = None
-        self.relay: RelayProcess | None = None
+        self.relay: RelayUnderTest | None = None
         # Fresh, run-unique topics: reconciliation reads them whole.
         self.topics = {
             t: f"bench.{self.run_id.lower()}.whatsapp.{t}" for t in payload_gen.EVENT_TYPES
@@ -125,7 +126,7 @@ class Bench:
         return phases
 
     def run_phase(
-        self, relay: RelayProcess, loadgen_bin: Path, phase: load.Phase, payload_file: Path
+        self, relay: RelayUnderTest, loadgen_bin: Path, phase: load.Phase, payload_file: Path
     ) -> None:
         rate = f" at {phase.rate:g}/s" if phase.rate else f" with {phase.connections} connections"
         log(
@@ -147,7 +148,7 @@ class Bench:
         after = Sample.take(relay.pid, broker_pid)
         phase.relay = self.costs(phase, before, after)
         if not relay.alive():
-            raise BenchError(f"the relay died during {phase.name}:\n{tail(relay.log)}")
+            raise BenchError(f"the relay died during {phase.name}:\n{relay.tail()}")
         m = phase.result["measured"]
         log(
             f"{phase.name}: {m['ok_rps']:.0f} acked/s, p99 {m['latency_ms']['p99']:.2f} ms, "
@@ -200,17 +201,19 @@ class Bench:
         loadgen_bin = Path(a.loadgen) if a.loadgen else load.build()
 
         broker = self.get_broker()
-        self.relay = relay = RelayProcess(
+        self.relay = relay = RelayUnderTest(
             self.workdir,
             bootstrap=broker.bootstrap,
             token=TOKEN,
             topics=self.topics,
             partitions=a.partitions,
             relay_env=a.relay_env,
+            relay_cmd=a.relay_cmd,
+            pinned=self.pin,
         )
         asyncio.run(run_topics.create(relay.settings()))
         self.topics_created = True
-        relay.start(a.relay_cmd, pinned=self.pin, ready_timeout=a.ready_timeout)
+        relay.start(ready_timeout=a.ready_timeout)
         start_sample = Sample.take(relay.pid, broker.pid)
         relay_info: dict[str, Any] = {"command": relay.command}
         if (allowed := cpus_allowed(relay.pid)) is not None:
@@ -271,7 +274,7 @@ class Bench:
             problems=self.problems,
         )
 
-    def scrape_metrics(self, relay: RelayProcess) -> dict[str, Any]:
+    def scrape_metrics(self, relay: RelayUnderTest) -> dict[str, Any]:
         try:
             status, body = relay.scrape("/metrics")
         except OSError as exc:
@@ -325,7 +328,7 @@ class Bench:
             # A broker that outlives the run (external, or --keep-broker) should not collect
             # a set of topics per run. (A private broker that stops is wiped instead.)
             try:
-                asyncio.run(run_topics.delete(b.bootstrap, list(self.topics.values())))
+                asyncio.run(kafka_topics.delete(b.bootstrap, list(self.topics.values())))
             except Exception as exc:  # cleanup must not hide the result
                 log(f"could not delete the bench topics: {exc}")
         self.release_broker()

@@ -17,7 +17,7 @@ from bench import load
 from bench.cpus import RELAY_CPU, on_cpu
 from bench.procstat import proc_cpu_seconds
 from bench.progress import log
-from bench.relay_process import LOOPBACK, free_ports
+from devsupport.ports import LOOPBACK, free_port
 
 BARE_SERVER = Path(__file__).resolve().parent / "bare_server.py"
 
@@ -35,7 +35,7 @@ def measure(
     notes: list[str],
 ) -> dict[str, Any] | None:
     """The reference figures, or None (with a note) when the server does not start."""
-    (port,) = free_ports(1)
+    port = free_port()
     cmd = [sys.executable, str(BARE_SERVER), "--port", str(port), "--token", token]
     log("reference: bare aiohttp + uvloop handler (token check + orjson parse, no Kafka)")
     proc = subprocess.Popen(

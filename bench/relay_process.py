@@ -1,63 +1,29 @@
 """The relay under test, run as production runs it: `whatsapp-relay serve --config FILE` in its
 own process (own session, so a signal to the harness does not reach it first), on free loopback
-ports, ready when its admin port answers /readyz with 200.
+ports, ready when its admin port answers /readyz with 200 (devsupport.relay_process starts,
+watches and stops it; this module adds what a measurement needs: the configuration, the pinned
+command, a clean environment and what the stop says about the run).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench.cpus import RELAY_CPU, on_cpu
 from bench.progress import BenchError, log
+from devsupport.ports import LOOPBACK
+from devsupport.relay_process import RelayProcess, RelayStartError
 from relay.config import ConfigError, Settings, parse
 
 REPO = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
-
-
-def free_ports(count: int) -> list[int]:
-    """count distinct unused loopback ports.
-
-    All sockets stay bound until every port is chosen, so the kernel cannot hand out the same
-    port twice. (The same as tests/brokers.free_ports: bench keeps its own copy until tests,
-    bench and scripts share one development-support module.)
-    """
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Status and body of a GET; an HTTP error status is an answer, not an exception."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
-            return int(resp.status), bytes(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+STOP_WITHIN_S = 30.0
 
 
 def relay_command(config: Path, relay_cmd: str | None) -> list[str]:
@@ -77,8 +43,19 @@ def relay_command(config: Path, relay_cmd: str | None) -> list[str]:
     return [str(exe), "serve", "--config", str(config)]
 
 
-class RelayProcess:
-    """Configuration, start, readiness and stop of one relay process."""
+def parse_relay_env(relay_env: list[str]) -> dict[str, str]:
+    """The --relay-env KEY=VALUE settings."""
+    env = {}
+    for item in relay_env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BenchError(f"--relay-env wants KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
+class RelayUnderTest:
+    """Configuration, start, readiness and stop of the relay a run measures."""
 
     def __init__(
         self,
@@ -89,106 +66,84 @@ class RelayProcess:
         topics: dict[str, str],
         partitions: int,
         relay_env: list[str],
+        relay_cmd: str | None,
+        pinned: bool,
     ) -> None:
-        port, admin_port = free_ports(2)
-        self.url = f"http://{LOOPBACK}:{port}/webhook"
-        self.admin = f"http://{LOOPBACK}:{admin_port}"
         self.config = workdir / "relay.yaml"
-        self.log = workdir / "relay.log"
+        self.command = on_cpu(relay_command(self.config, relay_cmd), RELAY_CPU, pinned)
+        self.process = RelayProcess(
+            parse_relay_env(relay_env),
+            workdir / "relay.log",
+            command=self.command,
+            # Inherited RELAY_* variables would silently change what is measured; deliberate
+            # ones come from --relay-env.
+            base_env={k: v for k, v in os.environ.items() if not k.startswith("RELAY_")},
+            cwd=REPO,
+            new_session=True,
+        )
         # Production settings: only what a bench must change (addresses, token, topics, log
         # level). acks=all and idempotence are not switches: the relay always uses them.
         settings = {
-            "server": {"host": LOOPBACK, "port": port, "path": "/webhook", "access_log": False},
-            "admin": {"host": LOOPBACK, "port": admin_port},
+            "server": {
+                "host": LOOPBACK,
+                "port": self.process.port,
+                "path": "/webhook",
+                "access_log": False,
+            },
+            "admin": {"host": LOOPBACK, "port": self.process.admin_port},
             "auth": {"bearer_tokens": [token]},
             "kafka": {"bootstrap_servers": bootstrap},
             "topics": {**topics, "partitions": partitions},
             "log": {"level": "WARNING"},
         }
         self.config.write_text(json.dumps(settings, indent=2) + "\n")  # JSON is YAML
-        # A clean environment for the relay: inherited RELAY_* variables would silently change
-        # what is measured; deliberate ones come from --relay-env.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-        for item in relay_env:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise BenchError(f"--relay-env wants KEY=VALUE, got {item!r}")
-            self.env[key] = value
-        self.command: list[str] = []
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def settings(self) -> Settings:
-        """The configuration as the relay will read it (file plus --relay-env)."""
-        try:
-            return parse(self.config.read_text(), self.env)
-        except ConfigError as exc:
-            raise BenchError(str(exc)) from exc
+    @property
+    def url(self) -> str:
+        return self.process.url
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self.process.pid
 
-    def start(self, relay_cmd: str | None, *, pinned: bool, ready_timeout: float) -> None:
-        cmd = on_cpu(relay_command(self.config, relay_cmd), RELAY_CPU, pinned)
-        self.command = cmd
-        log(f"starting the relay: {shlex.join(cmd)}")
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=REPO,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + ready_timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(
-                    f"the relay exited with code {self.proc.returncode} during startup:\n"
-                    f"{tail(self.log)}"
-                )
-            try:
-                status, body = http_get(self.admin + "/readyz", timeout=1.0)
-                if status == 200:
-                    log(f"relay ready (pid {self.proc.pid})")
-                    return
-                last = f"{status} {body[:200]!r}"
-            except OSError as exc:
-                last = str(exc)
-            time.sleep(0.2)
-        raise BenchError(
-            f"the relay was not ready within {ready_timeout} s "
-            f"(last /readyz: {last}):\n{tail(self.log)}"
-        )
+    def settings(self) -> Settings:
+        """The configuration as the relay will read it (file plus environment)."""
+        try:
+            return parse(self.config.read_text(), self.process.env)
+        except ConfigError as exc:
+            raise BenchError(str(exc)) from exc
+
+    def start(self, *, ready_timeout: float) -> None:
+        log(f"starting the relay: {shlex.join(self.command)}")
+        try:
+            self.process.start(within=ready_timeout)
+        except RelayStartError as exc:
+            raise BenchError(str(exc)) from exc
+        log(f"relay ready (pid {self.process.pid})")
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process.alive()
 
     def scrape(self, path: str) -> tuple[int, bytes]:
         """GET a path of the admin port (/metrics)."""
-        return http_get(self.admin + path, timeout=5)
+        return self.process.admin_get(path)
+
+    def tail(self) -> str:
+        return self.process.log_tail()
 
     def stop(self) -> tuple[dict[str, Any], list[str]]:
         """SIGTERM, as Kubernetes stops it; returns how it went and any problem with that."""
         info: dict[str, Any] = {}
         problems: list[str] = []
-        if self.proc is None:
+        stopped = self.process.stop(within=STOP_WITHIN_S)
+        if stopped is None:
             return info, problems
-        if self.proc.poll() is None:
-            started = time.monotonic()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-                info["killed"] = True
-                problems.append("the relay did not exit within 30 s of SIGTERM")
-            info["shutdown_seconds"] = round(time.monotonic() - started, 2)
-        info["exit_code"] = self.proc.returncode
-        if self.proc.returncode not in (0, -signal.SIGTERM):
-            problems.append(f"the relay exited with code {self.proc.returncode}")
-        self.proc = None
+        if stopped.killed:
+            info["killed"] = True
+            problems.append(f"the relay did not exit within {STOP_WITHIN_S:g} s of SIGTERM")
+        if stopped.seconds is not None:
+            info["shutdown_seconds"] = round(stopped.seconds, 2)
+        info["exit_code"] = stopped.exit_code
+        if stopped.exit_code not in (0, -signal.SIGTERM):
+            problems.append(f"the relay exited with code {stopped.exit_code}")
         return info, problems

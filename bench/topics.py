@@ -1,16 +1,13 @@
-"""The run's topics: created fresh as `whatsapp-relay topics create` creates them, described
-for reading back, and deleted from a broker that outlives the run.
+"""The run's topics: created fresh as `whatsapp-relay topics create` creates them, and
+described for reading back (deleting them is devsupport.topics.delete).
 """
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from bench.progress import BenchError
+from devsupport import topics
 from relay.config import Settings
 from relay.topics import create_topics
-
-ADMIN_TIMEOUT_MS = 30000
 
 
 async def create(settings: Settings) -> None:
@@ -29,25 +26,7 @@ async def create(settings: Settings) -> None:
 
 
 async def partitions(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS)
-    await admin.start()
     try:
-        described = await admin.describe_topics(names)
-    finally:
-        await admin.close()
-    out = {}
-    for topic in described:
-        parts = sorted(p["partition"] for p in topic.get("partitions") or [])
-        if topic.get("error_code") or not parts:
-            raise BenchError(f"topic {topic.get('topic')} cannot be read back: {topic}")
-        out[topic["topic"]] = parts
-    return out
-
-
-async def delete(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ADMIN_TIMEOUT_MS)
-    await admin.start()
-    try:
-        await admin.delete_topics(names, timeout_ms=ADMIN_TIMEOUT_MS)
-    finally:
-        await admin.close()
+        return await topics.partitions(bootstrap, names)
+    except LookupError as exc:
+        raise BenchError(str(exc)) from exc

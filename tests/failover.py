@@ -20,16 +20,19 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from devsupport import topics
+from devsupport.local_kafka import LocalKafkaCluster
 from tests import samples
-from tests.brokers import LocalKafkaCluster
 
 TOKEN = "failover-token-0123456789"
 # A crashed or paused node is fenced by the controller after broker.session.timeout.ms (9 s by
 # default); every wait below is bounded well past that.
 RECOVERY_BOUND_S = 60.0
+# Describing the topics while a node is down or paused: short, so that the loops below retry
+# instead of waiting out a request on the dead node.
+DESCRIBE_TIMEOUT_MS = 15000
 
 
 def webhook(index: int) -> bytes:
@@ -188,38 +191,13 @@ class Traffic:
 # ----------------------------------------------------------------------------- the cluster
 
 
-async def create_topics(
-    bootstrap: str, names: Iterable[str], *, partitions: int, replication: int, min_insync: int
-) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        configs = {"min.insync.replicas": str(min_insync)}
-        await admin.create_topics(
-            [NewTopic(n, partitions, replication, topic_configs=configs) for n in names]
-        )
-    finally:
-        await admin.close()
-
-
-async def describe(bootstrap: str, names: Iterable[str]) -> list[dict[str, Any]]:
-    """Every partition of the topics: topic, partition, leader, replicas, isr."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
-    try:
-        await admin.start()
-        topics = await admin.describe_topics(list(names))
-    finally:
-        await admin.close()
-    return [
-        {"topic": t["topic"], **p} for t in topics for p in t["partitions"] if t["error_code"] == 0
-    ]
-
-
 async def busiest_leader(cluster: LocalKafkaCluster, names: Iterable[str]) -> int:
     """The node leading most of the topics' partitions."""
     for attempt in range(3):  # a busy machine may keep a broker from answering in time
         try:
-            partitions = await describe(cluster.bootstrap_servers, names)
+            partitions = await topics.describe(
+                cluster.bootstrap_servers, names, timeout_ms=DESCRIBE_TIMEOUT_MS
+            )
             break
         except KafkaError:
             if attempt == 2:
@@ -236,7 +214,7 @@ async def wait_in_sync(
     async with asyncio.timeout(within):
         while True:
             with contextlib.suppress(KafkaError, OSError, TimeoutError):  # a node still starting
-                partitions = await describe(bootstrap, names)
+                partitions = await topics.describe(bootstrap, names, timeout_ms=DESCRIBE_TIMEOUT_MS)
                 if partitions and all(len(p["isr"]) == replicas for p in partitions):
                     return
             await asyncio.sleep(0.5)
@@ -250,9 +228,8 @@ async def read_back(bootstrap: str, names: Iterable[str]) -> Counter[bytes]:
     await consumer.start()
     found: Counter[bytes] = Counter()
     try:
-        partitions = [
-            TopicPartition(p["topic"], p["partition"]) for p in await describe(bootstrap, names)
-        ]
+        described = await topics.describe(bootstrap, names, timeout_ms=DESCRIBE_TIMEOUT_MS)
+        partitions = [TopicPartition(p["topic"], p["partition"]) for p in described]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

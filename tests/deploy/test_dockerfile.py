@@ -1,28 +1,27 @@
 """The Dockerfile, without Docker: its shape, a lint, and a replay of its install steps.
 
-CI cannot build images. scripts/docker-install-check parses the Dockerfile, replays the build
-stage's steps (the calls to scripts/docker-install) in a clean virtual environment, and runs
-the runtime stage's ENTRYPOINT + CMD: the relay must answer /healthz without Kafka and exit 0
-on SIGTERM. hadolint comes from PyPI (scripts/get-hadolint), cached after the first run.
+CI cannot build images. scripts/docker-install-check (devsupport/docker_install_check.py)
+parses the Dockerfile, replays the build stage's steps (the calls to scripts/docker-install) in a
+clean virtual environment, and runs the runtime stage's ENTRYPOINT + CMD: the relay must answer
+/healthz without Kafka and exit 0 on SIGTERM. hadolint comes from PyPI (scripts/get-hadolint),
+cached after the first run.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from devsupport import docker_install_check as check
 from relay.config import AdminConfig, ServerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,17 +35,6 @@ LOCK = REPO / "requirements.lock"
 pytestmark = pytest.mark.timeout(900)
 
 
-def _load_check() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("docker_install_check", str(CHECK_SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses look their module up
-    loader.exec_module(module)
-    return module
-
-
-check = _load_check()
 PARSED = check.parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
 BUILD = PARSED.stage(check.BUILD_STAGE)
 RUNTIME = PARSED.stage(check.RUNTIME_STAGE)
@@ -173,6 +161,7 @@ def test_exposed_ports_are_the_relay_defaults() -> None:
         ".git/HEAD",
         ".venv/bin/python",
         "tests/unit/test_config.py",
+        "devsupport/relay_process.py",
         "relay/__pycache__/cli.cpython-313.pyc",
         "config/relay.yaml",
         "deploy/helm/whatsapp-relay/values.yaml",
@@ -221,3 +210,18 @@ def test_install_steps_replay_and_the_relay_serves_and_stops(tmp_path: Path) -> 
     assert result.readyz == 503, result.log
     assert result.exit_code == 0, result.log
     assert result.seconds_to_exit < 15, result.log
+
+
+def test_the_script_runs_the_check_from_anywhere(tmp_path: Path) -> None:
+    # The wrapper runs `python3 -m devsupport.docker_install_check` from the repository root;
+    # relative paths stay relative to where it was called (a missing context fails early).
+    result = subprocess.run(
+        [str(CHECK_SCRIPT), "--context", "no-such-context"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert str(tmp_path / "no-such-context" / "Dockerfile") in result.stderr, result.stderr

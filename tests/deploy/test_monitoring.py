@@ -41,7 +41,7 @@ TARGET_LABELS = frozenset(
     {"namespace", "job", "pod", "instance", "container", "service", "endpoint"}
 )
 # Series Prometheus makes itself for every target.
-SYNTHETIC_METRICS = {"up": {}}
+SYNTHETIC_METRICS: dict[str, dict[str, set[str]]] = {"up": {}}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 FILTER_VARIABLES = {"namespace", "job", "pod"}
 REQUIRED_ALERTS = {
@@ -240,7 +240,8 @@ def load_rules() -> list[dict[str, Any]]:
 
 
 def load_dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text())
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return dashboard
 
 
 def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -326,7 +327,7 @@ def test_rules_are_well_formed() -> None:
     assert set(doc) == {"groups"}
     groups = Counter(group["name"] for group in doc["groups"])
     assert all(n == 1 for n in groups.values()), f"duplicate group names: {groups}"
-    alerts = Counter()
+    alerts: Counter[str] = Counter()
     for group in doc["groups"]:
         assert group["rules"], f"group {group['name']} has no rules"
         for rule in group["rules"]:

@@ -17,11 +17,11 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from devsupport.ports import free_port
+from devsupport.relay_process import RELAY, RelayProcess
 from relay import config
 from tests import samples
-from tests.brokers import free_port
 from tests.conftest import SECOND_TOKEN, TOKEN, SettingsFactory
-from tests.processes import RELAY, RelayProcess
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:

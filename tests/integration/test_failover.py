@@ -19,11 +19,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devsupport.local_kafka import LocalKafkaCluster
+from devsupport.relay_process import RelayProcess
 from relay.config import EventType
-from tests.brokers import LocalKafkaCluster
 from tests.failover import FAULTS, TOKEN, Fault, Traffic, inject, read_back
 from tests.integration.test_cli import run_cli
-from tests.processes import RelayProcess
 
 RATE = 100.0  # webhooks per second
 HANG_SECONDS = 12.0  # longer than broker.session.timeout.ms (9 s): the node gets fenced
@@ -77,7 +77,7 @@ async def test_crashes_and_hangs_lose_nothing_and_never_flip_readiness(
             assert metrics[f"whatsapp_relay_topic_replication_factor{labels}"] == 3
             assert metrics[f"whatsapp_relay_topic_min_insync_replicas{labels}"] == 2
 
-        traffic = Traffic.start(relay.url, f"http://127.0.0.1:{relay.admin_port}", RATE)
+        traffic = Traffic.start(relay.url, relay.admin_url, RATE)
         faults: list[Fault] = []
         try:
             for kind in FAULTS:

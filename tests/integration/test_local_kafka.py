@@ -20,14 +20,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.brokers import (
+from devsupport.local_kafka import (
     LOCAL_KAFKA_SCRIPT,
     LocalKafka,
     LocalKafkaCluster,
-    bootstrap_for_session,
-    free_port,
     run_local_kafka,
 )
+from tests.brokers import bootstrap_for_session
 
 _HAVE_JAVA = bool(os.environ.get("JAVA_HOME") or shutil.which("java"))
 needs_java = pytest.mark.skipif(not _HAVE_JAVA, reason="scripts/local-kafka needs Java 17+")
@@ -238,12 +237,6 @@ def test_session_broker_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_script_is_executable() -> None:
     assert os.access(LOCAL_KAFKA_SCRIPT, os.X_OK)
-
-
-def test_free_port_is_bindable() -> None:
-    port = free_port()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
 
 
 @needs_java

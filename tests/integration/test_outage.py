@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devsupport.local_kafka import LocalKafka
 from relay.service import Service
 from relay.topics import create_topics
 from tests import samples
-from tests.brokers import LocalKafka
 from tests.conftest import TOKEN, SettingsFactory, consume, start_relay, wait_ready
 
 PUBLISH_TIMEOUT = 1.5

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import aiohttp
 
+from devsupport.local_kafka import LocalKafka
+from devsupport.relay_process import RelayProcess
 from tests import samples
-from tests.brokers import LocalKafka
 from tests.conftest import TOKEN, SettingsFactory, consume
 from tests.integration.test_cli import run_cli, settings_env
-from tests.processes import RelayProcess
 
 SHUTDOWN_TIMEOUT = 5.0
 WORKERS = 8

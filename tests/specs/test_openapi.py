@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,12 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from devsupport.relay_process import RelayProcess
 from relay import __version__
+from relay.config import Settings
 from relay.outcomes import BODIES, STATUS, Outcome
 from tests.conftest import topic_size
 from tests.integration.test_cli import run_cli
-from tests.processes import RelayProcess
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
@@ -144,8 +146,12 @@ def test_a_wrong_answer_does_not_conform() -> None:
 # --------------------------------------------------------------------------- a running relay
 
 
+# The relay process and the settings it runs with.
+Running = tuple[RelayProcess, Settings]
+
+
 @pytest.fixture(scope="module")
-def relay(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def relay(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """One relay process for the module, with short timeouts so that 408 shows quickly."""
     import uuid
 
@@ -206,7 +212,7 @@ def schemathesis(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(300)
-def test_the_relay_conforms_to_the_document(relay: Any, tmp_path: Path) -> None:
+def test_the_relay_conforms_to_the_document(relay: Running, tmp_path: Path) -> None:
     process, settings = relay
     public = f"http://127.0.0.1:{process.port}"
     runs = {
@@ -278,13 +284,13 @@ async def exchange(port: int, request_bytes: bytes) -> bytes:
 
 @pytest.mark.parametrize(("request_bytes", "status"), RAW_ANSWERS.values(), ids=RAW_ANSWERS)
 async def test_answers_an_http_client_cannot_provoke_conform_too(
-    relay: Any, request_bytes: bytes, status: int
+    relay: Running, request_bytes: bytes, status: int
 ) -> None:
     process, _ = relay
     assert_conforms(await exchange(process.port, request_bytes), status)
 
 
-async def test_a_503_conforms_with_its_retry_after(relay: Any) -> None:
+async def test_a_503_conforms_with_its_retry_after(relay: Running) -> None:
     process, _ = relay
     held = HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
     _, writer = await asyncio.open_connection("127.0.0.1", process.port)

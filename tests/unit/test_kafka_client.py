@@ -38,4 +38,4 @@ async def test_the_relay_refuses_to_start_on_an_aiokafka_it_does_not_know(
 
 def test_a_producer_without_its_sender_is_refused() -> None:
     with pytest.raises(KafkaClientError, match="no `_sender`"):
-        Producer(object())  # type: ignore[arg-type]
+        Producer(object())

@@ -1,0 +1,17 @@
+"""Development support: what the tests, the benchmark and the scripts share to run the relay
+and Kafka on this machine. Not part of the product (the wheel ships only ``relay``).
+
+One module per concern, each written once:
+
+- ``ports``: free loopback ports;
+- ``local_kafka``: ``scripts/local-kafka`` driven from Python (a broker or a cluster of its own);
+- ``relay_process``: ``whatsapp-relay serve`` as a process, ready when its admin port says so;
+- ``topics``: creating, describing and deleting topics with Kafka's admin API (the product's
+  own ``relay.topics.create_topics`` stays the way to create the relay's configured topics);
+- ``docker_install_check``: the Dockerfile replayed without Docker
+  (``scripts/docker-install-check``).
+
+``ports``, ``relay_process`` and ``docker_install_check`` use the standard library only, so that
+any ``python3`` runs ``scripts/docker-install-check``; keep this file free of imports for the
+same reason. Nothing here does I/O at import time.
+"""

@@ -1,0 +1,87 @@
+"""Topics as tests and the benchmark handle them with Kafka's admin API: created with exactly
+the layout an experiment needs, described to read them back, deleted so that a long-lived
+broker does not fill up with them.
+
+The relay's own topics are created by the product's ``relay.topics.create_topics`` (what
+``whatsapp-relay topics create`` runs): use that whenever the point is the topics production
+gets. Every admin client here is closed again, also when it could not start: an unclosed one
+warns, and the suite turns warnings into errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+# Long enough for a broker on a loaded 2-core machine, short enough that a dead one shows.
+ADMIN_TIMEOUT_MS = 30000
+
+
+@contextlib.asynccontextmanager
+async def admin_client(
+    bootstrap: str, *, timeout_ms: int = ADMIN_TIMEOUT_MS
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        await admin.start()
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def create(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    partitions: int,
+    replication: int,
+    configs: Mapping[str, str] | None = None,
+) -> None:
+    """Create the topics with this layout (the broker's errors raise)."""
+    new = [NewTopic(n, partitions, replication, topic_configs=dict(configs or {})) for n in names]
+    async with admin_client(bootstrap) as admin:
+        await admin.create_topics(new)
+
+
+async def describe(
+    bootstrap: str, names: Iterable[str], *, timeout_ms: int = ADMIN_TIMEOUT_MS
+) -> list[dict[str, Any]]:
+    """Every partition of the topics that exist: topic, partition, leader, replicas, isr."""
+    async with admin_client(bootstrap, timeout_ms=timeout_ms) as admin:
+        topics = await admin.describe_topics(list(names))
+    return [
+        {"topic": t["topic"], **p} for t in topics for p in t["partitions"] if t["error_code"] == 0
+    ]
+
+
+async def partitions(bootstrap: str, names: Iterable[str]) -> dict[str, list[int]]:
+    """Each topic's partition numbers; a topic that cannot be read back raises LookupError."""
+    async with admin_client(bootstrap) as admin:
+        described = await admin.describe_topics(list(names))
+    found = {}
+    for topic in described:
+        numbers = sorted(p["partition"] for p in topic.get("partitions") or [])
+        if topic.get("error_code") or not numbers:
+            raise LookupError(f"topic {topic.get('topic')} cannot be read back: {topic}")
+        found[topic["topic"]] = numbers
+    return found
+
+
+async def delete(bootstrap: str, names: Iterable[str]) -> None:
+    """Delete the topics (the broker's errors raise)."""
+    wanted = list(names)
+    if not wanted:
+        return
+    async with admin_client(bootstrap) as admin:
+        await admin.delete_topics(wanted, timeout_ms=ADMIN_TIMEOUT_MS)
+
+
+async def delete_prefixed(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix`` (a test's or a run's own)."""
+    async with admin_client(bootstrap) as admin:
+        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names, timeout_ms=ADMIN_TIMEOUT_MS)
