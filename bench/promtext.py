@@ -1,14 +1,17 @@
-"""The relay's /metrics at the end of a run, as the result file keeps them.
+"""The relay's /metrics: at the end of a run, as the result file keeps them, and one histogram
+at a time, for what changed in it during a phase.
 
-Only whatsapp_relay_* samples, and no histogram buckets or _created timestamps: the result
-holds counters and gauges to cross-check against the load generator, not a second copy of
-what the run measured itself.
+The kept samples are whatsapp_relay_* ones without histogram buckets or _created timestamps:
+the result holds counters and gauges to cross-check against the load generator, not a second
+copy of what the run measured itself.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 
 # name{labels} value
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
@@ -31,3 +34,35 @@ def parse_metrics(text: str) -> dict[str, dict[str, float]]:
         except ValueError:
             continue
     return dict(out)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One unlabelled histogram as scraped: cumulative counts by upper bound (the last one,
+    +Inf, counts every observation) and the observations' sum."""
+
+    buckets: tuple[tuple[float, float], ...]
+    sum: float
+
+
+def parse_histogram(text: str, name: str) -> Histogram | None:
+    """The histogram `name` in an exposition, or None when the process does not export it."""
+    buckets: list[tuple[float, float]] = []
+    total = None
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        m = SAMPLE.match(line)
+        if not m:
+            continue
+        sample, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        if sample == f"{name}_bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                bound = math.inf if le.group(1) == "+Inf" else float(le.group(1))
+                buckets.append((bound, float(value)))
+        elif sample == f"{name}_sum":
+            total = float(value)
+    if not buckets or total is None:
+        return None
+    return Histogram(tuple(sorted(buckets)), total)
