@@ -1,0 +1,84 @@
+"""Issue 9's targets, as ratios measured in one run on one machine, and the ratios themselves.
+
+Reported with "met" or "NOT met", never enforced (timings depend on the machine; only a lost
+record fails a run). A target whose figure the run did not measure (no reference, no
+--compare-cmd, no 0.5x rate) is reported as not measured: value and met are None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLOSED_RATIO_TO_BARE = 0.65  # relay acked/s over bench/bare_server.py's, same closed loop
+CPU_LOWER_THAN_COMPARE = 0.30  # 1 - relay cpu s/1k over the --compare-cmd relay's
+OPEN_OF_CLOSED = 0.5  # the open-loop rate, as a fraction of the closed loop's acked/s
+OPEN_P99_MS = 10.0
+OPEN_P99_9_MS = 25.0
+PEAK_RSS_MIB = 100.0
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def lower_by(mine: float | None, theirs: float | None) -> float | None:
+    """How much lower mine is than theirs, as a fraction of theirs (negative: higher)."""
+    r = ratio(mine, theirs)
+    return None if r is None else round(1 - r, 3)
+
+
+def versus(main: dict[str, Any], other: dict[str, Any]) -> dict[str, float | None]:
+    """The relay's closed loop against another's: main over other, and the cost reduction."""
+    mine = main["relay"].get("cpu_seconds_per_1000_requests")
+    theirs = other["relay"].get("cpu_seconds_per_1000_requests")
+    return {
+        "acked_rps_ratio": ratio(main["acked_rps"], other["acked_rps"]),
+        "cpu_seconds_per_1000_requests_ratio": ratio(mine, theirs),
+        "cpu_seconds_per_1000_requests_lower_by": lower_by(mine, theirs),
+        "peak_rss_mib_ratio": ratio(
+            main["relay"].get("peak_rss_mib"), other["relay"].get("peak_rss_mib")
+        ),
+    }
+
+
+def target(text: str, value: float | None, met: bool) -> dict[str, Any]:
+    return {"target": text, "value": value, "met": met if value is not None else None}
+
+
+def evaluate(
+    *,
+    ratio_to_bare: float | None,
+    cpu_lower_than_compare: float | None,
+    open_phase: dict[str, Any] | None,
+    peak_rss_mib: float | None,
+    records_lost: int,
+) -> dict[str, dict[str, Any]]:
+    """Each target: what it asks, the run's figure, and whether that meets it."""
+    p99 = p99_9 = failed = None
+    if open_phase:
+        p99, p99_9 = open_phase["latency_ms"]["p99"], open_phase["latency_ms"]["p99_9"]
+        failed = open_phase["non_200"] + sum(open_phase["errors"].values())
+    at = f"open_{OPEN_OF_CLOSED:g}x"
+    return {
+        "closed_ratio_to_bare": target(
+            f">= {CLOSED_RATIO_TO_BARE:g}",
+            ratio_to_bare,
+            ratio_to_bare is not None and ratio_to_bare >= CLOSED_RATIO_TO_BARE,
+        ),
+        "cpu_s_per_1k_lower_than_compare": target(
+            f">= {CPU_LOWER_THAN_COMPARE:g}",
+            cpu_lower_than_compare,
+            cpu_lower_than_compare is not None and cpu_lower_than_compare >= CPU_LOWER_THAN_COMPARE,
+        ),
+        f"{at}_p99_ms": target(f"<= {OPEN_P99_MS:g}", p99, p99 is not None and p99 <= OPEN_P99_MS),
+        f"{at}_p99_9_ms": target(
+            f"<= {OPEN_P99_9_MS:g}", p99_9, p99_9 is not None and p99_9 <= OPEN_P99_9_MS
+        ),
+        f"{at}_non_200_and_errors": target("== 0", failed, failed == 0),
+        "peak_rss_mib": target(
+            f"<= {PEAK_RSS_MIB:g}",
+            peak_rss_mib,
+            peak_rss_mib is not None and peak_rss_mib <= PEAK_RSS_MIB,
+        ),
+        "records_lost": target("== 0", records_lost, records_lost == 0),
+    }
