@@ -1,16 +1,19 @@
 """The whatsapp-relay benchmark: throughput, latency and cost on one pinned core, and no data lost.
 
-    .venv/bin/python -m bench            # full run (make bench), about three minutes
+    .venv/bin/python -m bench            # full run (make bench), about two and a half minutes
     .venv/bin/python -m bench --smoke    # a few seconds, still reconciles (make test)
 
 Steps: generate realistic payloads; build the Go load generator; get a broker
 (KAFKA_BOOTSTRAP_SERVERS, else a private scripts/local-kafka instance); create fresh topics with
 3 partitions; start the relay as production runs it, pinned to cpu 0 (`taskset -c 0`), with the
 broker and the load generator on cpu 1; run a closed loop (maximum throughput) and open loops
-at fixed rates (latency measured from each request's due time); scrape /metrics; stop the
-relay; consume every topic from the beginning and reconcile the records found against the 200
-answers, payload by payload. A single lost record fails the run (exit code 1). Timings never
-fail it: they are reported, in a table and in a JSON file (bench/results/).
+at fixed rates or fractions of that maximum (latency measured from each request's due time),
+with the relay's event-loop lag per phase from /metrics; stop the relay; run the same closed
+loop against another version (--compare-cmd, if given) and against a bare aiohttp server (the
+reference, skipped in smoke runs); consume every topic from the beginning and reconcile the
+records found against the 200 answers, payload by payload. A single lost record fails the run
+(exit code 1). Timings never fail it: they are reported, in a table and in a JSON file
+(bench/results/).
 
 This module is the command line and the result files; bench/harness.py runs the steps. See
 docs/benchmark.md.
@@ -24,6 +27,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from bench import rates
 from bench.broker import DEFAULT_PORT, DEFAULT_STATE_DIR
 from bench.harness import Bench
 from bench.progress import BenchError, log
@@ -48,8 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=64, help="closed-loop connections")
     ap.add_argument(
         "--rates",
-        default="1000,2500,5000,7500,10000",
-        help="open-loop rates (requests/s), comma separated; empty for none",
+        default="1000,0.5x,0.75x",
+        help="open-loop rates, comma separated: requests/s, or Nx for N times the closed "
+        "loop's acked/s in this run (rounded); empty for none",
     )
     ap.add_argument(
         "--rate-duration", type=float, default=15.0, help="measured seconds per open-loop rate"
@@ -94,11 +99,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "({config} is replaced by the generated config file)",
     )
     ap.add_argument(
+        "--compare-cmd",
+        help="another relay (same {config} substitution) to run the same closed loop against "
+        "after the relay's phases, with its own topics, reconciled too; "
+        "its figures and the ratios go into the result",
+    )
+    ap.add_argument(
         "--relay-env",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra environment for the relay, e.g. RELAY_KAFKA__LINGER_MS=5 (repeatable)",
+        help="extra environment for the relay (and the --compare-cmd one), "
+        "e.g. RELAY_KAFKA__LINGER_MS=5 (repeatable)",
     )
     ap.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for /readyz")
     ap.add_argument("--loadgen", help="a built load generator (default: build bench/loadgen)")
@@ -111,7 +123,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="also measure bench/bare_server.py (default: on, off with --smoke)",
     )
-    ap.add_argument("--reference-duration", type=float, default=10.0)
+    ap.add_argument(
+        "--reference-duration",
+        type=float,
+        default=10.0,
+        help="measured seconds of the reference (its warm-up and connections are the closed "
+        "loop's)",
+    )
     ap.add_argument(
         "--output",
         type=Path,
@@ -136,9 +154,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.reference is None:
         args.reference = not args.smoke
     try:
-        args.rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
-    except ValueError:
-        ap.error(f"--rates: expected numbers, got {args.rates!r}")
+        args.rates = rates.parse(str(args.rates))
+    except ValueError as exc:
+        ap.error(f"--rates: {exc}")
     return args
 
 

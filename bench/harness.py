@@ -1,7 +1,8 @@
 """One benchmark run, step by step (the order is docs/benchmark.md's "What a run does").
 
-Bench owns what a run starts (a broker, topics, the relay, a work dir) and cleanup() releases
-all of it, whatever happened; the modules it calls own one concern each.
+Bench owns what a run starts (a broker, the relays and their topics, a work dir) and cleanup()
+releases all of it, whatever happened; the modules it calls own one concern each (a relay's
+phases and reconciliation: bench/session.py).
 """
 
 from __future__ import annotations
@@ -22,20 +23,11 @@ from typing import Any
 from bench import broker as brokers
 from bench import load, reference, report
 from bench import payloads as payload_gen
-from bench import topics as run_topics
 from bench.cpus import LOAD_CPU, pin, pinning_problem, unpin
-from bench.procstat import (
-    Sample,
-    busy_fraction,
-    cpu_times,
-    cpus_allowed,
-    other_cpu_seconds,
-    uvloop_loaded,
-)
+from bench.procstat import busy_fraction, cpu_times
 from bench.progress import BenchError, log
-from bench.promtext import parse_metrics
-from bench.reconcile import consume_all, reconcile
 from bench.relay_process import RelayUnderTest
+from bench.session import RelaySession
 from devsupport import topics as kafka_topics
 
 TOKEN = "bench-token-0123456789"  # noqa: S105 - a benchmark credential, never a real one
@@ -49,16 +41,13 @@ class Bench:
         )
         self.workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
         self.pin = bool(args.pin)
+        self.payload_file = self.workdir / "payloads.jsonl"
+        self.loadgen_bin = load.DEFAULT_BINARY
         self.broker: brokers.Broker | None = None
         self.broker_previous_affinity: str | None = None
-        self.relay: RelayUnderTest | None = None
-        # Fresh, run-unique topics: reconciliation reads them whole.
-        self.topics = {
-            t: f"bench.{self.run_id.lower()}.whatsapp.{t}" for t in payload_gen.EVENT_TYPES
-        }
-        self.topics_created = False
+        # The relay under test, then the --compare-cmd one if any.
+        self.sessions: list[RelaySession] = []
         self.payloads: list[payload_gen.Payload] = []
-        self.phases: list[load.Phase] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.idle_check: dict[str, float] | None = None
@@ -109,218 +98,141 @@ class Bench:
 
     # -- the run -----------------------------------------------------------------------------
 
-    def plan(self) -> list[load.Phase]:
+    def start_session(
+        self, label: str, relay_cmd: str | None, broker: brokers.Broker
+    ) -> RelaySession:
+        """A relay of the run ("relay", or "compare"), its own topics created, ready."""
         a = self.args
-        phases = [load.Phase("closed", "closed", a.duration, a.warmup, a.connections)]
+        workdir = self.workdir / label
+        workdir.mkdir()
+        infix = "" if label == "relay" else f".{label}"
+        # Fresh, run-unique topics: reconciliation reads them whole.
+        topics = {
+            t: f"bench.{self.run_id.lower()}{infix}.whatsapp.{t}" for t in payload_gen.EVENT_TYPES
+        }
+        relay = RelayUnderTest(
+            workdir,
+            bootstrap=broker.bootstrap,
+            token=TOKEN,
+            topics=topics,
+            partitions=a.partitions,
+            relay_env=a.relay_env,
+            relay_cmd=relay_cmd,
+            pinned=self.pin,
+        )
+        session = RelaySession(label, relay, topics, broker_pid=broker.pid, notes=self.notes)
+        self.sessions.append(session)
+        session.start(a.ready_timeout)
+        return session
+
+    def closed_phase(self, name: str) -> load.Phase:
+        a = self.args
+        return load.Phase(name, "closed", a.duration, a.warmup, a.connections)
+
+    def open_phases(self, closed_acked_rps: float) -> list[load.Phase]:
+        """The --rates, fractions of the closed loop resolved against what it acknowledged."""
+        a = self.args
+        phases = []
         for r in a.rates:
+            try:
+                rate = r.resolve(closed_acked_rps)
+            except ValueError as exc:
+                raise BenchError(f"--rates: {exc}") from exc
             phases.append(
                 load.Phase(
-                    f"open-{r:g}",
+                    f"open-{r.label}",
                     "open",
                     a.rate_duration,
                     a.rate_warmup,
                     a.open_connections,
-                    rate=r,
+                    rate=rate,
+                    of_closed=r.value if r.relative else None,
                 )
             )
         return phases
 
-    def run_phase(
-        self, relay: RelayUnderTest, loadgen_bin: Path, phase: load.Phase, payload_file: Path
-    ) -> None:
-        rate = f" at {phase.rate:g}/s" if phase.rate else f" with {phase.connections} connections"
-        log(
-            f"{phase.name}: {phase.mode} loop{rate}, "
-            f"{phase.warmup:g} s warm-up + {phase.duration:g} s"
-        )
-        broker_pid = self.broker.pid if self.broker else None
-        before = Sample.take(relay.pid, broker_pid)
-        phase.result = load.run_phase(
-            loadgen_bin,
+    def drive(self, session: RelaySession, phase: load.Phase) -> None:
+        session.run_phase(
+            self.loadgen_bin,
             phase,
-            url=relay.url,
             token=TOKEN,
-            payload_file=payload_file,
+            payload_file=self.payload_file,
             request_timeout=self.args.request_timeout,
             workdir=self.workdir,
             pinned=self.pin,
         )
-        after = Sample.take(relay.pid, broker_pid)
-        phase.relay = self.costs(phase, before, after)
-        if not relay.alive():
-            raise BenchError(f"the relay died during {phase.name}:\n{relay.tail()}")
-        m = phase.result["measured"]
-        log(
-            f"{phase.name}: {m['ok_rps']:.0f} acked/s, p99 {m['latency_ms']['p99']:.2f} ms, "
-            f"non-200 {phase.result['answered'] - phase.result['by_status'].get('200', 0)}, "
-            f"errors {sum(phase.result['errors'].values())}"
-        )
-
-    def costs(self, phase: load.Phase, before: Sample, after: Sample) -> dict[str, Any]:
-        """What a phase cost the relay, the broker and the generator, from two /proc samples."""
-        wall = after.wall - before.wall
-        answered = phase.result["answered"]
-        relay: dict[str, Any] = {"wall_seconds": round(wall, 2)}
-        if before.relay_cpu is not None and after.relay_cpu is not None:
-            cpu = after.relay_cpu - before.relay_cpu
-            relay["cpu_seconds"] = round(cpu, 3)
-            relay["cpu_utilisation"] = round(cpu / wall, 3) if wall else None
-            relay["cpu_seconds_per_1000_requests"] = (
-                round(cpu / answered * 1000, 4) if answered else None
-            )
-        if before.broker_cpu is not None and after.broker_cpu is not None:
-            relay["broker_cpu_seconds"] = round(after.broker_cpu - before.broker_cpu, 3)
-        lg = phase.result["loadgen"]
-        relay["loadgen_cpu_seconds"] = round(lg["cpu_user_seconds"] + lg["cpu_system_seconds"], 3)
-        relay["core_busy"] = busy_fraction(before.cores, after.cores)
-        # CPU time used by other work on the machine during the phase: it competes with the
-        # relay, the broker and the generator (if it runs on cpu 0 or 1, which nothing stops),
-        # and skews the figures. (core_busy, from /proc/stat, is tick-sampled: rough.)
-        if wall:
-            other = other_cpu_seconds(before, after)
-            relay["other_processes_cpu_seconds"] = round(other, 3)
-            if other / wall > 0.1:
-                self.notes.append(
-                    f"{phase.name}: other processes used {other / wall:.0%} of a core "
-                    "meanwhile: this phase's figures are skewed"
-                )
-        relay["rss_mib"] = round(after.mem["rss"] / 1024, 1)
-        relay["peak_rss_mib"] = round(after.mem["hwm"] / 1024, 1)
-        return relay
 
     def execute(self) -> dict[str, Any]:
         a = self.args
         started_at = dt.datetime.now(dt.UTC)
         self.check_machine()
         self.payloads = payload_gen.generate(a.payload_count, a.seed)
-        payload_file = self.workdir / "payloads.jsonl"
-        payload_gen.write_jsonl(self.payloads, payload_file)
+        payload_gen.write_jsonl(self.payloads, self.payload_file)
         index = {p.body: i for i, p in enumerate(self.payloads)}
         if len(index) != len(self.payloads):
             raise BenchError("duplicate payload bodies: reconciliation needs them distinct")
-        loadgen_bin = Path(a.loadgen) if a.loadgen else load.build()
+        self.loadgen_bin = Path(a.loadgen) if a.loadgen else load.build()
 
         broker = self.get_broker()
-        self.relay = relay = RelayUnderTest(
-            self.workdir,
-            bootstrap=broker.bootstrap,
-            token=TOKEN,
-            topics=self.topics,
-            partitions=a.partitions,
-            relay_env=a.relay_env,
-            relay_cmd=a.relay_cmd,
-            pinned=self.pin,
-        )
-        asyncio.run(run_topics.create(relay.settings()))
-        self.topics_created = True
-        relay.start(ready_timeout=a.ready_timeout)
-        start_sample = Sample.take(relay.pid, broker.pid)
-        relay_info: dict[str, Any] = {"command": relay.command}
-        if (allowed := cpus_allowed(relay.pid)) is not None:
-            relay_info["cpus_allowed"] = allowed
-        relay_info["rss_mib_at_start"] = round(start_sample.mem["rss"] / 1024, 1)
-        relay_info["uvloop_loaded"] = uvloop_loaded(relay.pid)
-        if relay_info["uvloop_loaded"] is False:
-            self.notes.append("the relay process has not loaded uvloop: not how production runs")
+        main = self.start_session("relay", a.relay_cmd, broker)
+        closed = self.closed_phase("closed")
+        self.drive(main, closed)
+        for phase in self.open_phases(closed.result["measured"]["ok_rps"]):
+            time.sleep(a.pause)
+            self.drive(main, phase)
+        main.finish()
 
-        self.phases = self.plan()
-        for i, phase in enumerate(self.phases):
-            if i:
-                time.sleep(a.pause)
-            self.run_phase(relay, loadgen_bin, phase, payload_file)
-
-        end_sample = Sample.take(relay.pid, broker.pid)
-        metrics = self.scrape_metrics(relay)
-        relay_info["peak_rss_mib"] = round(end_sample.mem["hwm"] / 1024, 1)
-        if start_sample.relay_cpu is not None and end_sample.relay_cpu is not None:
-            relay_info["cpu_seconds_total"] = round(
-                end_sample.relay_cpu - start_sample.relay_cpu, 2
-            )
-        stopped, problems = relay.stop()
-        relay_info.update(stopped)
-        self.problems += problems
+        # The other version: the same closed loop, on the same broker, cpus and payloads.
+        compare = None
+        if a.compare_cmd:
+            time.sleep(a.pause)
+            compare = self.start_session("compare", a.compare_cmd, broker)
+            self.drive(compare, self.closed_phase("compare"))
+            compare.finish()
 
         measured_reference = None
         if a.reference:
             measured_reference = reference.measure(
-                loadgen_bin,
+                self.loadgen_bin,
                 duration=a.reference_duration,
+                warmup=a.warmup,
                 connections=a.connections,
                 token=TOKEN,
-                payload_file=payload_file,
+                payload_file=self.payload_file,
                 request_timeout=a.request_timeout,
                 workdir=self.workdir,
                 pinned=self.pin,
                 notes=self.notes,
             )
 
-        recon = self.reconcile(broker.bootstrap, index, metrics)
+        for session in self.sessions:
+            session.reconcile(broker.bootstrap, self.payloads, index)
+            self.problems += session.problems
         return report.build(
             a,
             run_id=self.run_id,
             started_at=started_at,
             finished_at=dt.datetime.now(dt.UTC),
             pinned=self.pin,
-            topics=self.topics,
             payloads=self.payloads,
-            phases=self.phases,
-            relay_info=relay_info,
+            main=main,
+            compare=compare,
             reference=measured_reference,
-            recon=recon,
-            metrics=metrics,
             kafka_version=broker.version,
             busy_before_run=self.idle_check,
             notes=self.notes,
             problems=self.problems,
         )
 
-    def scrape_metrics(self, relay: RelayUnderTest) -> dict[str, Any]:
-        try:
-            status, body = relay.scrape("/metrics")
-        except OSError as exc:
-            return {"error": str(exc)}
-        return parse_metrics(body.decode(errors="replace")) if status == 200 else {"error": status}
-
-    def reconcile(
-        self, bootstrap: str, index: dict[bytes, int], metrics: dict[str, Any]
-    ) -> dict[str, Any]:
-        # Over everything sent, warm-ups included.
-        sent = [0] * len(self.payloads)
-        ok = [0] * len(self.payloads)
-        for phase in self.phases:
-            for i, (s, o) in enumerate(
-                zip(phase.result["sent_by_payload"], phase.result["ok_by_payload"], strict=True)
-            ):
-                sent[i] += s
-                ok[i] += o
-        log("consuming every topic to reconcile")
-        consumed = asyncio.run(consume_all(bootstrap, self.topics, index))
-        recon = reconcile(self.payloads, sent, ok, consumed)
-        self.problems += recon["problems"]
-        if "error" in metrics:
-            self.notes.append(f"could not scrape the relay's /metrics: {metrics.get('error')}")
-            return recon
-        published = metrics.get("whatsapp_relay_records_published_total", {})
-        recon["relay_metric_records_published"] = {
-            t: published.get(f'{{event_type="{t}"}}') for t in payload_gen.EVENT_TYPES
-        }
-        # The relay's own count of 200s should agree with the load generator's.
-        accepted = metrics.get("whatsapp_relay_requests_total", {}).get('{outcome="accepted"}')
-        recon["relay_metric_accepted"] = accepted
-        if accepted is not None and int(accepted) != recon["answered_200"]:
-            self.notes.append(
-                f"the relay counted {int(accepted)} accepted requests, the load generator "
-                f"{recon['answered_200']} answers 200"
-            )
-        return recon
-
     def cleanup(self) -> None:
-        if self.relay is not None and self.relay.alive():
-            with contextlib.suppress(Exception):
-                self.relay.stop()
+        for session in self.sessions:
+            if session.relay.alive():
+                with contextlib.suppress(Exception):
+                    session.relay.stop()
         b = self.broker
+        created = [n for s in self.sessions if s.topics_created for n in s.topics.values()]
         if (
-            self.topics_created
+            created
             and b is not None
             and not self.args.keep_topics
             and not (b.private and not self.args.keep_broker)
@@ -328,7 +240,7 @@ class Bench:
             # A broker that outlives the run (external, or --keep-broker) should not collect
             # a set of topics per run. (A private broker that stops is wiped instead.)
             try:
-                asyncio.run(kafka_topics.delete(b.bootstrap, list(self.topics.values())))
+                asyncio.run(kafka_topics.delete(b.bootstrap, created))
             except Exception as exc:  # cleanup must not hide the result
                 log(f"could not delete the bench topics: {exc}")
         self.release_broker()

@@ -24,7 +24,8 @@ DEFAULT_BINARY = Path(__file__).resolve().parent / "bin" / "loadgen"
 
 @dataclass
 class Phase:
-    """One measured stretch of load; result is the generator's JSON, relay what /proc saw."""
+    """One measured stretch of load; result is the generator's JSON, relay what /proc saw, lag
+    the relay's event-loop lag meanwhile (None: it does not report it)."""
 
     name: str
     mode: str  # closed | open
@@ -32,8 +33,10 @@ class Phase:
     warmup: float
     connections: int
     rate: float | None = None
+    of_closed: float | None = None  # the rate as a fraction of the closed loop's acked/s
     result: dict[str, Any] = field(default_factory=dict)
     relay: dict[str, Any] = field(default_factory=dict)
+    lag: dict[str, Any] | None = None
 
 
 def build() -> Path:

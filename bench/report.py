@@ -1,8 +1,9 @@
-"""The result of a run, as one JSON document (schema 1, described in docs/benchmark.md).
+"""The result of a run, as one JSON document (schema 2, described in docs/benchmark.md).
 
 Everything a reader needs to judge the figures travels with them: the settings, the payload
-mix, each phase's latencies and costs, the reconciliation, the relay's own metrics, the
-versions and the machine, and notes on anything that skewed the run.
+mix, each phase's latencies, costs and event-loop lag, the reference and the comparison relay
+with their ratios, the reconciliation, the relay's own metrics, the targets, the versions and
+the machine, and notes on anything that skewed the run.
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads as payload_gen
+from bench import targets
 from bench.cpus import LOAD_CPU, RELAY_CPU
 from bench.load import Phase
 from bench.procstat import loadavg, machine_info
-
-# The issue's targets, reported (never enforced: timings depend on the machine).
-TARGET_THROUGHPUT = 10_000
-TARGET_P99_RATE = 5_000
-TARGET_P99_MS = 10.0
-TARGET_RSS_MIB = 100.0
+from bench.session import RelaySession
 
 
 def pkg_version(name: str) -> str | None:
@@ -49,6 +46,7 @@ def phase_summary(ph: Phase) -> dict[str, Any]:
         "duration_seconds": ph.duration,
         "warmup_seconds": ph.warmup,
         "offered_rps": ph.rate,
+        "offered_of_closed": ph.of_closed,
         "throughput_rps": round(m["throughput_rps"], 1),
         "acked_rps": round(m["ok_rps"], 1),
         "latency_ms": {k: round(v, 3) for k, v in m["latency_ms"].items()},
@@ -58,6 +56,8 @@ def phase_summary(ph: Phase) -> dict[str, Any]:
         "errors": r["errors"],
         "non_200": r["answered"] - r["by_status"].get("200", 0),
         "relay": ph.relay,
+        # None: the relay does not export its loop lag (an older version), which is not zero.
+        "event_loop_lag": ph.lag,
         "loadgen_cpu_seconds": round(
             r["loadgen"]["cpu_user_seconds"] + r["loadgen"]["cpu_system_seconds"], 3
         ),
@@ -77,32 +77,30 @@ def phase_summary(ph: Phase) -> dict[str, Any]:
     return out
 
 
-def targets(
-    closed: list[dict[str, Any]], opened: list[dict[str, Any]], peak_rss_mib: float | None
-) -> dict[str, Any]:
-    at_target = next((o for o in opened if o["offered_rps"] == TARGET_P99_RATE), None)
-    best = max((c["acked_rps"] for c in closed), default=None)
+def relay_summary(session: RelaySession) -> dict[str, Any]:
+    info = session.info
+    answered = sum(p.result["answered"] for p in session.phases)
     return {
-        "throughput_rps": {
-            "target": f">= {TARGET_THROUGHPUT}",
-            "value": best,
-            "met": best is not None and best >= TARGET_THROUGHPUT,
-        },
-        f"p99_ms_at_{TARGET_P99_RATE}_rps": {
-            "target": f"<= {TARGET_P99_MS}",
-            "value": at_target["latency_ms"]["p99"] if at_target else None,
-            "met": (
-                at_target is not None
-                and at_target["latency_ms"]["p99"] <= TARGET_P99_MS
-                and at_target["non_200"] == 0
-                and not sum(at_target["errors"].values())
-            ),
-        },
-        "peak_rss_mib": {
-            "target": f"<= {TARGET_RSS_MIB:g}",
-            "value": peak_rss_mib,
-            "met": peak_rss_mib is not None and peak_rss_mib <= TARGET_RSS_MIB,
-        },
+        **info,
+        "requests_total": answered,
+        "cpu_seconds_per_1000_requests": (
+            round(info["cpu_seconds_total"] / answered * 1000, 4)
+            if info.get("cpu_seconds_total") and answered
+            else None
+        ),
+    }
+
+
+def comparison(compare: RelaySession, main_closed: dict[str, Any]) -> dict[str, Any]:
+    """The --compare-cmd relay's closed loop, and the relay's against it."""
+    closed = phase_summary(compare.phases[0])
+    return {
+        "command": compare.info["command"],
+        "closed_loop": closed,
+        "versus": targets.versus(main_closed, closed),
+        "relay": relay_summary(compare),
+        "reconciliation": compare.recon,
+        "metrics": compare.metrics,
     }
 
 
@@ -113,25 +111,39 @@ def build(
     started_at: dt.datetime,
     finished_at: dt.datetime,
     pinned: bool,
-    topics: dict[str, str],
     payloads: list[payload_gen.Payload],
-    phases: list[Phase],
-    relay_info: dict[str, Any],
+    main: RelaySession,
+    compare: RelaySession | None,
     reference: dict[str, Any] | None,
-    recon: dict[str, Any],
-    metrics: dict[str, Any],
     kafka_version: str | None,
     busy_before_run: dict[str, float] | None,
     notes: list[str],
     problems: list[str],
 ) -> dict[str, Any]:
-    closed = [phase_summary(p) for p in phases if p.mode == "closed"]
-    opened = [phase_summary(p) for p in phases if p.mode == "open"]
+    closed = [phase_summary(p) for p in main.phases if p.mode == "closed"]
+    opened = [phase_summary(p) for p in main.phases if p.mode == "open"]
+    if reference:
+        reference["relay_closed_loop_ratio"] = targets.ratio(
+            closed[0]["acked_rps"], reference["acked_rps"]
+        )
+    compared = comparison(compare, closed[0]) if compare else None
+    relay = relay_summary(main)
     # A few seconds on a shared runner say nothing about the targets.
-    goals = None if args.smoke else targets(closed, opened, relay_info.get("peak_rss_mib"))
-    total_answered = sum(p.result["answered"] for p in phases)
+    goals = None
+    if not args.smoke:
+        goals = targets.evaluate(
+            ratio_to_bare=reference["relay_closed_loop_ratio"] if reference else None,
+            cpu_lower_than_compare=(
+                compared["versus"]["cpu_seconds_per_1000_requests_lower_by"] if compared else None
+            ),
+            open_phase=next(
+                (o for o in opened if o["offered_of_closed"] == targets.OPEN_OF_CLOSED), None
+            ),
+            peak_rss_mib=relay.get("peak_rss_mib"),
+            records_lost=sum(main.recon["lost"].values()),
+        )
     return {
-        "schema": 1,
+        "schema": 2,
         "ok": not problems,
         "problems": list(problems),
         "notes": notes,
@@ -144,7 +156,7 @@ def build(
             "pinned": pinned,
             "relay_cpu": RELAY_CPU if pinned else None,
             "broker_and_load_cpu": LOAD_CPU if pinned else None,
-            "topics": topics,
+            "topics": main.topics,
             "partitions": args.partitions,
             "payload_count": args.payload_count,
             "seed": args.seed,
@@ -155,17 +167,10 @@ def build(
         "closed_loop": closed,
         "open_loop": opened,
         "reference": reference,
-        "relay": {
-            **relay_info,
-            "requests_total": total_answered,
-            "cpu_seconds_per_1000_requests": (
-                round(relay_info["cpu_seconds_total"] / total_answered * 1000, 4)
-                if relay_info.get("cpu_seconds_total") and total_answered
-                else None
-            ),
-        },
-        "reconciliation": recon,
-        "metrics": metrics,
+        "comparison": compared,
+        "relay": relay,
+        "reconciliation": main.recon,
+        "metrics": main.metrics,
         "targets": goals,
         "versions": {
             "python": platform.python_version(),
@@ -175,7 +180,7 @@ def build(
             "orjson": pkg_version("orjson"),
             "uvloop": pkg_version("uvloop"),
             "kafka_broker": kafka_version,
-            "go": phases[0].result.get("loadgen", {}).get("go_version") if phases else None,
+            "go": main.phases[0].result["loadgen"].get("go_version"),
         },
         "machine": {
             **machine_info(),

@@ -59,7 +59,8 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
     p("broker + load generator core was; * marks an open-loop rate the relay did not keep up with")
     p(head)
     p("-" * len(head))
-    for ph in res["closed_loop"] + res["open_loop"]:
+    cmp = res.get("comparison")
+    for ph in res["closed_loop"] + res["open_loop"] + ([cmp["closed_loop"]] if cmp else []):
         lat, rel = ph["latency_ms"], ph["relay"]
         offered = f"{ph['offered_rps']:.0f}" if ph["offered_rps"] else f"c={ph['connections']}"
         acked = f"{ph['acked_rps']:.0f}" + ("*" if ph.get("saturated") else "")
@@ -92,12 +93,28 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
             "open loop: latency runs from each request's due time, so queueing is counted "
             "(no coordinated omission); late = written > 1 ms after due"
         )
+    print_lag(res)
     ref = res.get("reference")
     if ref:
         p(
-            f"reference, bare aiohttp + uvloop (token check, orjson parse, no Kafka): "
-            f"{ref['throughput_rps']:.0f} req/s, p99 {ref['latency_ms']['p99']:.2f} ms, "
-            f"cpu s/1k {fmt(ref['cpu_seconds_per_1000_requests'], '.3f')}"
+            f"reference, bare aiohttp + uvloop (token check, orjson parse, no Kafka), "
+            f"c={ref['connections']}, {ref['warmup_seconds']:g} s warm-up + "
+            f"{ref['duration_seconds']:g} s: {ref['acked_rps']:.0f} acked/s, "
+            f"p99 {ref['latency_ms']['p99']:.2f} ms, "
+            f"cpu s/1k {fmt(ref['cpu_seconds_per_1000_requests'], '.3f')}; "
+            f"relay closed loop / reference: {fmt(ref['relay_closed_loop_ratio'], '.3f')}"
+        )
+    if cmp:
+        vs, crelay = cmp["versus"], cmp["relay"]
+        lower = vs["cpu_seconds_per_1000_requests_lower_by"]
+        cost = "-" if lower is None else f"{abs(lower):.0%} {'lower' if lower >= 0 else 'higher'}"
+        p(f"compare: {' '.join(cmp['command'])}")
+        p(
+            f"  relay / compare, closed loop: acked/s x{fmt(vs['acked_rps_ratio'], '.3f')}, "
+            f"cpu s/1k {cost}, peak RSS x{fmt(vs['peak_rss_mib_ratio'], '.3f')}; compare: "
+            f"peak RSS {fmt(crelay.get('peak_rss_mib'), '.1f')} MiB, "
+            f"exit code {crelay.get('exit_code')}, "
+            f"reconciliation {'OK, zero lost' if cmp['reconciliation']['ok'] else 'FAILED'}"
         )
     relay = res["relay"]
     p(
@@ -122,8 +139,11 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
         p("targets: not evaluated in a smoke run")
     else:
         for name, t in res["targets"].items():
+            if t["met"] is None:
+                p(f"target {name} {t['target']}: not measured")
+                continue
             mark = "met" if t["met"] else "NOT met"
-            p(f"target {name} {t['target']}: {fmt(t['value'])} -> {mark}")
+            p(f"target {name} {t['target']}: {fmt(t['value'], 'g')} -> {mark}")
     v = res["versions"]
     p(
         f"versions: python {v['python']}, whatsapp-relay {v['whatsapp_relay']}, "
@@ -146,3 +166,36 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
         for prob in res["problems"]:
             p(f"!! {prob}")
         p(bar)
+
+
+def lag_bound(lag: dict[str, Any], key: str) -> str:
+    value = lag.get(key)
+    if value is not None:
+        return f"{value:g}"
+    # No upper bound: the sample fell beyond the largest bucket (or there was none).
+    return f">{lag['beyond_ms']:g}" if "beyond_ms" in lag else "-"
+
+
+def print_lag(res: dict[str, Any]) -> None:
+    """The relay's own event-loop lag per phase: how a latency tail at a light load shows."""
+    cmp = res.get("comparison")
+    phases = res["closed_loop"] + res["open_loop"] + ([cmp["closed_loop"]] if cmp else [])
+    rows = [ph for ph in phases if ph.get("event_loop_lag") is not None]
+    if not rows:
+        return
+    print()
+    print(
+        "event-loop lag per phase, warm-up included (whatsapp_relay_event_loop_lag_seconds: a "
+        "sample every 100 ms;"
+    )
+    print("p99 and max are the upper bounds of their histogram buckets; ms)")
+    print(f"{'phase':<11}{'samples':>9}{'mean':>9}{'p99 <=':>9}{'max <=':>9}")
+    for ph in rows:
+        lag = ph["event_loop_lag"]
+        print(
+            f"{ph['name']:<11}{lag['samples']:>9}{fmt(lag.get('mean_ms'), '.2f'):>9}"
+            f"{lag_bound(lag, 'p99_le_ms'):>9}{lag_bound(lag, 'max_le_ms'):>9}"
+        )
+    missing = [ph["name"] for ph in phases if ph.get("event_loop_lag") is None]
+    if missing:
+        print(f"(no loop-lag metric from the relay in: {', '.join(missing)})")
