@@ -2,9 +2,12 @@
 part of the suite).
 
 It runs `python -m bench --smoke` as users run `make bench`: the real relay (`whatsapp-relay
-serve`) in a subprocess, the Go load generator, a closed loop and one open-loop rate, then reads
-every topic back and reconciles. Only correctness is asserted: the run completed and no acknowledged
-webhook is missing from Kafka. Timings are never asserted; they depend on the machine.
+serve`) in a subprocess, the Go load generator, a closed loop and one open-loop rate (half of
+what the closed loop acknowledged), then the same closed loop against a second relay
+(`--compare-cmd`, here the same version), then reads every topic back and reconciles. Only
+correctness is asserted: the run completed, no acknowledged webhook is missing from Kafka, and
+each figure the result promises is there. Timings are never asserted; they depend on the
+machine.
 """
 
 from __future__ import annotations
@@ -28,7 +31,18 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     output = tmp_path / "smoke.json"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--rates",
+            "0.5x",
+            "--compare-cmd",
+            f"{sys.executable} -m relay serve --config {{config}}",
+            "--output",
+            str(output),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -61,3 +75,25 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert phase["acked_rps"] > 0, report
         assert phase["by_status"].get("200", 0) > 0, report
     assert result["relay"]["exit_code"] == 0, report
+
+    # The open-loop rate is half of what the closed loop acknowledged, rounded (from the
+    # unrounded figure: within 1 of half the one in the result).
+    closed, opened = phases
+    assert opened["name"] == "open-0.5x", report
+    assert opened["offered_of_closed"] == 0.5, report
+    assert abs(opened["offered_rps"] - 0.5 * closed["acked_rps"]) <= 1, report
+    # The relay reports its event-loop lag; each phase has its samples (one per 100 ms).
+    for phase in phases:
+        assert phase["event_loop_lag"]["samples"] > 0, report
+
+    # The comparison relay: its own closed loop, reconciled as strictly, and the ratios.
+    comparison = result["comparison"]
+    assert comparison["closed_loop"]["name"] == "compare", report
+    assert comparison["closed_loop"]["connections"] == closed["connections"], report
+    assert comparison["closed_loop"]["by_status"].get("200", 0) > 0, report
+    assert comparison["reconciliation"]["ok"], report
+    assert comparison["reconciliation"]["answered_200"] > 0, report
+    assert comparison["relay"]["exit_code"] == 0, report
+    assert comparison["versus"]["acked_rps_ratio"] > 0, report
+    assert comparison["versus"]["cpu_seconds_per_1000_requests_lower_by"] is not None, report
+    assert result["targets"] is None, report  # a smoke run evaluates none
