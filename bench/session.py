@@ -57,7 +57,10 @@ class RelaySession:
     def start(self, ready_timeout: float) -> None:
         asyncio.run(run_topics.create(self.relay.settings()))
         self.topics_created = True
-        self.relay.start(ready_timeout=ready_timeout)
+        try:
+            self.relay.start(ready_timeout=ready_timeout)
+        except BenchError as exc:
+            raise BenchError(self.labelled(str(exc))) from exc
         pid = self.relay.pid
         self.start_sample = Sample.take(pid, self.broker_pid)
         if (allowed := cpus_allowed(pid)) is not None:
