@@ -42,9 +42,13 @@ class Deadlines:
         self._resolution = resolution
         self._queue: collections.deque[Deadline] = collections.deque()
         self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep(), name="deadline-sweeper")
+        # Kept for arm(): on Python 3.11, every lookup of the running loop costs a getpid()
+        # system call, and arm() runs once per request.
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep(), name="deadline-sweeper")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -53,9 +57,11 @@ class Deadlines:
                 await self._sweeper
 
     def arm(self) -> Deadline:
-        """A deadline for the current task, `seconds` from now."""
-        loop = asyncio.get_running_loop()
-        entry = Deadline(asyncio.current_task(), loop.time() + self.seconds)
+        """A deadline for the current task, `seconds` from now (after start())."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("Deadlines.arm() before start()")
+        entry = Deadline(asyncio.current_task(loop), loop.time() + self.seconds)
         self._queue.append(entry)
         return entry
 
