@@ -142,6 +142,9 @@ def test_ctrl_c_stops_the_suite_and_the_tools(scratch: tuple[Path, dict[str, str
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # As from a terminal: SIGINT not ignored, even when this suite runs with it ignored
+        # (started in the background by a script), which a shell could not undo.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         pid_file = Path(env["STUB_DIR"]) / "pytest.pid"
@@ -156,3 +159,4 @@ def test_ctrl_c_stops_the_suite_and_the_tools(scratch: tuple[Path, dict[str, str
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
