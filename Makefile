@@ -29,11 +29,11 @@ run: $(STAMP)
 	scripts/dev-run
 
 ## test: lint, types, then the whole suite against a real broker (KAFKA_BOOTSTRAP_SERVERS,
-##   Docker, or scripts/local-kafka); the first run also fetches and builds the tools
-# The venv, ruff and mypy need no tool, and the tool builds need no venv: side by side.
+##   Docker, or scripts/local-kafka); the first run also fetches and builds the tools, beside it
+# scripts/run-tests: `make tools` in the background, `make check`, then pytest, whose tests that
+# need a tool run last and wait for it; any failure fails the run.
 test:
-	@$(MAKE) --no-print-directory --jobs=2 check tools
-	$(BIN)/pytest
+	scripts/run-tests
 
 ## check: ruff (lint and format) and mypy (strict; tests/ not strictly) only
 check: $(STAMP)

@@ -98,11 +98,19 @@ class LocalKafka:
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment knobs that select this instance in ``scripts/local-kafka``."""
+        """The environment knobs that select this instance in ``scripts/local-kafka``.
+
+        Every knob that picks an instance is named, the ones that do not apply empty (the
+        script's "unset"), so none leaks in from the caller's environment: a
+        LOCAL_KAFKA_CONTROLLER_PORT exported for the session's broker would make a cluster
+        refuse to start, a LOCAL_KAFKA_NODES would make this broker a cluster."""
         return {
             "LOCAL_KAFKA_DIR": str(self.state_dir),
+            "LOCAL_KAFKA_NODES": "1",
             "LOCAL_KAFKA_PORT": str(self.port),
             "LOCAL_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "LOCAL_KAFKA_PORTS": "",
+            "LOCAL_KAFKA_CONTROLLER_PORTS": "",
         }
 
     def run(self, *args: str, timeout: float = OTHER_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -190,6 +198,8 @@ class LocalKafkaCluster(LocalKafka):
         return {
             "LOCAL_KAFKA_DIR": str(self.state_dir),
             "LOCAL_KAFKA_NODES": str(self.nodes),
+            "LOCAL_KAFKA_PORT": "",
+            "LOCAL_KAFKA_CONTROLLER_PORT": "",
             "LOCAL_KAFKA_PORTS": ",".join(map(str, self.ports)),
             "LOCAL_KAFKA_CONTROLLER_PORTS": ",".join(map(str, self.controller_ports)),
             "LOCAL_KAFKA_EXTRA_CONFIG": ";".join(self.extra_config),

@@ -27,6 +27,15 @@ from relay.service import Service
 from relay.topics import create_topics
 from tests.brokers import bootstrap_for_session
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked needs_tool last. `make test` runs the suite while scripts/get-tools
+    still builds helm and promtool on a fresh machine (scripts/run-tests); a test calling a
+    get-* script waits for that build, so the others go first and the wait is mostly over when
+    they are done. The sort is stable: otherwise the order stays pytest's."""
+    items.sort(key=lambda item: item.get_closest_marker("needs_tool") is not None)
+
+
 TOKEN = "test-token-0123456789"
 SECOND_TOKEN = "test-token-rotated-abcdef"
 APP_SECRET = "test-app-secret-fedcba9876"

@@ -80,14 +80,32 @@ install_binary() {
 
 # go_build PACKAGE@VERSION LDFLAGS [TAGS]: `go install` into $scratch with the flags every build
 # here shares: no cgo (a static binary), -trimpath, no symbol table or DWARF (-s -w: a smaller
-# binary and a faster link). The Go module and build caches are the user's own (GOMODCACHE,
-# GOCACHE), shared by every build, so modules two tools both need are downloaded once.
+# binary and a faster link), and no DWARF made in the first place (-dwarf=false for every
+# package: the linker's -w drops it anyway; 5% less compile CPU for helm and promtool, the same
+# machine code). Optimisation stays on: without it (-N -l) the builds take another 7% less CPU,
+# but helm and promtool run twice as slowly, in every later run of the suite. The Go module and
+# build caches are the user's own (GOMODCACHE, GOCACHE), shared by every build, so modules two
+# tools both need are downloaded once.
 go_build() {
     local package="$1" ldflags="$2" tags="${3:-}" go="${GO:-go}"
     command -v "$go" >/dev/null 2>&1 ||
         die "Go is needed to build $package (https://go.dev/dl/), or put a fitting $tool on PATH"
     # GOFLAGS is cleared so that a caller's -mod=vendor or similar cannot break a module-mode
     # install; GOTOOLCHAIN=auto lets an older local Go fetch the toolchain the module asks for.
-    env GOBIN="$scratch" CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" \
-        "$go" install -trimpath -ldflags "-s -w $ldflags" ${tags:+-tags "$tags"} "$package" >&2
+    local install=(env GOBIN="$scratch" CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+        GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" "$go" install -trimpath -gcflags=all=-dwarf=false
+        -ldflags "-s -w $ldflags" ${tags:+-tags "$tags"} "$package")
+    # helm, promtool and kubeconform, built side by side by scripts/get-tools, compile the same
+    # standard library and Kubernetes client modules (same versions, same flags), and the build
+    # cache only shares what is finished: compiled at the same time, each would compile them
+    # again. So the modules download side by side (-n: fetch and plan, compile nothing) and the
+    # compiles take turns, each using every core anyway.
+    "${install[@]}" -n >/dev/null 2>&1 || true # a failure shows again, with its message, below
+    local lock_fd
+    exec {lock_fd}>"$bin_dir/.go-build.lock"
+    if command -v flock >/dev/null 2>&1; then
+        flock "$lock_fd"
+    fi
+    "${install[@]}" >&2
+    exec {lock_fd}>&-
 }

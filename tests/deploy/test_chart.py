@@ -5,8 +5,8 @@ helm comes from scripts/get-helm (go install through the Go module proxy, then c
 kubeconform and its schemas from scripts/get-kubeconform (the Kubernetes schemas from the
 kubernetes-validate wheel on PyPI, the ServiceMonitor/PrometheusRule CRDs from the
 prometheus-operator Go module). Nothing is downloaded once the cache is warm. A cold first run
-builds helm (a few minutes on 2 cores): `make test` has `make tools` (scripts/get-tools) do that
-before the suite, so it stays out of test timings.
+builds helm (a few minutes on 2 cores): `make test` has scripts/get-tools do that beside the
+suite, and these tests (marked needs_tool) run last, so a cold build stays out of test timings.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ SENTINELS = {
 }
 
 # A cold helm build takes minutes; every helm/kubeconform call below has its own bound too.
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.needs_tool("helm", "kubeconform")]
 
 Manifest = dict[str, Any]
 

@@ -181,6 +181,7 @@ def test_dockerignore_keeps_everything_the_dockerfile_copies() -> None:
         assert not check.ignored(str(module.relative_to(REPO)), patterns), module
 
 
+@pytest.mark.needs_tool("hadolint")
 def test_hadolint_finds_nothing() -> None:
     fetched = subprocess.run(
         [str(REPO / "scripts" / "get-hadolint")],

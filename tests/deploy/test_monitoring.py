@@ -5,8 +5,8 @@ must load in Prometheus and behave as their unit tests say, and the dashboard mu
 and filter every query by the namespace/job/pod variables.
 
 promtool comes from scripts/get-promtool (a fitting one on PATH, else built once with `go install`,
-then cached; `make test` has it ready before the suite starts). Without it the promtool tests fail:
-they are part of the suite, never skipped.
+then cached; `make test` builds it beside the suite, and the promtool tests, marked needs_tool, run
+last). Without it the promtool tests fail: they are part of the suite, never skipped.
 """
 
 from __future__ import annotations
@@ -459,18 +459,21 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
 
 
+@pytest.mark.needs_tool("promtool")
 @pytest.mark.timeout(1800)  # the first get-promtool run compiles promtool
 def test_promtool_checks_the_rules(promtool: str) -> None:
     result = run(promtool, "check", "rules", "--lint=all", "--lint-fatal", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.needs_tool("promtool")
 @pytest.mark.timeout(1800)
 def test_promtool_unit_tests_the_rules(promtool: str) -> None:
     result = run(promtool, "test", "rules", ALERTS_TEST.name, cwd=FILES)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.needs_tool("promtool")
 @pytest.mark.timeout(1800)
 def test_promtool_parses_the_dashboard_queries(promtool: str, tmp_path: Path) -> None:
     """Each dashboard query, as a recording rule, must pass Prometheus' own parser."""

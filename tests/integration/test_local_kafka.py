@@ -235,6 +235,33 @@ def test_session_broker_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     cleanup()  # a broker the session did not start is left alone
 
 
+# What a developer exports for the session's broker: none of it may reach a private instance.
+SESSION_BROKER_KNOBS = {
+    "LOCAL_KAFKA_NODES": "2",
+    "LOCAL_KAFKA_PORT": "41000",
+    "LOCAL_KAFKA_CONTROLLER_PORT": "41001",
+    "LOCAL_KAFKA_PORTS": "41000,41002",
+    "LOCAL_KAFKA_CONTROLLER_PORTS": "41001,41003",
+}
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_an_instance_ignores_the_knobs_of_the_session_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: int
+) -> None:
+    for name, value in SESSION_BROKER_KNOBS.items():
+        monkeypatch.setenv(name, value)
+    instance = (
+        LocalKafka(tmp_path / "kafka")
+        if nodes == 1
+        else LocalKafkaCluster(tmp_path / "kafka", nodes=nodes)
+    )
+    result = instance.run("status")
+    # 3 is "stopped": the script accepted the instance's own ports (1 would be a refusal).
+    assert result.returncode == 3, result.stderr
+    assert instance.bootstrap_servers in result.stdout
+
+
 def test_script_is_executable() -> None:
     assert os.access(LOCAL_KAFKA_SCRIPT, os.X_OK)
 

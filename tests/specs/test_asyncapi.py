@@ -74,6 +74,7 @@ def parsed() -> dict[str, Any]:
     return output
 
 
+@pytest.mark.needs_tool("asyncapi")
 def test_the_asyncapi_parser_accepts_the_document(parsed: dict[str, Any]) -> None:
     assert parsed["parsed"]
     assert parsed["version"].startswith("3.")
@@ -82,6 +83,7 @@ def test_the_asyncapi_parser_accepts_the_document(parsed: dict[str, Any]) -> Non
     assert not problems, problems
 
 
+@pytest.mark.needs_tool("asyncapi")
 def test_the_channels_are_the_relays_topics(parsed: dict[str, Any]) -> None:
     defaults = TopicsConfig().names()
     assert {c["id"]: c["address"] for c in parsed["channels"]} == {
