@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--duration", type=float, default=20.0, help="closed-loop measured seconds")
     ap.add_argument("--warmup", type=float, default=3.0, help="closed-loop warm-up seconds")
-    ap.add_argument("--connections", type=int, default=64, help="closed-loop connections")
+    ap.add_argument("--connections", type=int, default=128, help="closed-loop connections")
     ap.add_argument(
         "--rates",
         default="1000,0.5x,0.75x",
