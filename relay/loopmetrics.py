@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -47,24 +47,38 @@ class HistogramChild:
         self.sum += value
 
 
-class _Family(Collector):
+ChildT = TypeVar("ChildT", CounterChild, HistogramChild)
+
+
+class _Family(Collector, Generic[ChildT]):
+    """A metric's name, help and label names, and its children by label values."""
+
     def __init__(
         self,
         name: str,
         documentation: str,
         labelnames: Sequence[str],
         registry: CollectorRegistry,
+        new_child: Callable[[], ChildT],
     ) -> None:
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._registry = registry
+        self._new_child: Callable[[], ChildT] = new_child
+        self._children: dict[tuple[str, ...], ChildT] = {}
+        if not self._labelnames:
+            self._children[()] = new_child()
+        registry.register(self)
 
-    def _register(self) -> None:
-        self._registry.register(self)
+    def labels(self, *values: str) -> ChildT:
+        child = self._children.get(values)
+        if child is None:
+            assert len(values) == len(self._labelnames), (self._name, values)
+            child = self._children[values] = self._new_child()
+        return child
 
 
-class Counter(_Family):
+class Counter(_Family[CounterChild]):
     def __init__(
         self,
         name: str,
@@ -74,18 +88,9 @@ class Counter(_Family):
         registry: CollectorRegistry,
     ) -> None:
         # prometheus_client adds `_total` to a counter's samples itself.
-        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        if not self._labelnames:
-            self._children[()] = CounterChild()
-        self._register()
-
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            assert len(values) == len(self._labelnames), (self._name, values)
-            child = self._children[values] = CounterChild()
-        return child
+        super().__init__(
+            name.removesuffix("_total"), documentation, labelnames, registry, CounterChild
+        )
 
     def inc(self, amount: float = 1.0) -> None:
         self._children[()].inc(amount)
@@ -97,7 +102,7 @@ class Counter(_Family):
         yield family
 
 
-class Histogram(_Family):
+class Histogram(_Family[HistogramChild]):
     def __init__(
         self,
         name: str,
@@ -107,20 +112,9 @@ class Histogram(_Family):
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
-        self._bounds = tuple(sorted(float(b) for b in buckets))
-        self._les = [*(_bound_label(b) for b in self._bounds), "+Inf"]
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
-        if not self._labelnames:
-            self._children[()] = HistogramChild(self._bounds)
-        self._register()
-
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            assert len(values) == len(self._labelnames), (self._name, values)
-            child = self._children[values] = HistogramChild(self._bounds)
-        return child
+        bounds = tuple(sorted(float(b) for b in buckets))
+        self._les = [*(_bound_label(b) for b in bounds), "+Inf"]
+        super().__init__(name, documentation, labelnames, registry, lambda: HistogramChild(bounds))
 
     def observe(self, value: float) -> None:
         self._children[()].observe(value)
