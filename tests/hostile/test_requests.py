@@ -143,7 +143,6 @@ async def test_expect_continue_is_answered_before_the_body(bearer: Target) -> No
     assert result.answer == b"HTTP/1.1 100 Continue\r\n\r\n"
 
     # The whole exchange: the final answer follows the body.
-    loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection("127.0.0.1", bearer.port)
     writer.write(head(expect, length=len(BODY)))
     assert (
@@ -153,7 +152,6 @@ async def test_expect_continue_is_answered_before_the_body(bearer: Target) -> No
     final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert final.startswith(b"HTTP/1.1 200 ")
     writer.close()
-    del loop
 
 
 @pytest.mark.parametrize(
