@@ -81,12 +81,18 @@ class CredentialReloader:
             return
         self._requested.set()
 
+    async def catch_up(self) -> None:
+        """Apply a file swapped since the configuration was read (before serving).
+
+        The configuration was read before this reloader took its snapshot: a file swapped in
+        between would otherwise go unnoticed until it changes again. The service awaits this
+        before it opens the public listener, so a relay that serves holds what the files held
+        when it started, and a change after that is a reload, never part of start-up."""
+        await self.check(trigger="start", quiet_if_same=True)
+
     async def run(self) -> None:
         """Check the files until cancelled: every interval, and at once when requested."""
         interval = self.auth.watch_interval_seconds or None
-        # The configuration was read before this reloader took its snapshot: a file swapped in
-        # between would otherwise go unnoticed until it changes again.
-        await self.check(trigger="start", quiet_if_same=True)
         while True:
             try:
                 async with asyncio.timeout(interval):

@@ -98,6 +98,7 @@ class Service:
         lag = runtime.watch_loop_lag(self.metrics.event_loop_lag.observe)
         self._background.append(asyncio.create_task(lag, name="loop-lag"))
         if self.credentials.watching:
+            await self.credentials.catch_up()
             self._background.append(asyncio.create_task(self.credentials.run(), name="credentials"))
 
         public_server = edge.EdgeServer(

@@ -166,6 +166,23 @@ async def test_the_reloader_applies_a_changed_file_and_counts_it(mount: SecretMo
     assert "whatsapp_relay_credentials_last_reload_successful 1.0" in text
 
 
+async def test_catch_up_applies_a_file_swapped_since_the_configuration_was_read(
+    mount: SecretMount,
+) -> None:
+    auth = settings_for(mount).auth
+    mount.write({"bearer_tokens": f"{NEW}\n", "verify_token": "verify-me"})
+    applied = Applied()
+    reloader = CredentialReloader(auth, Metrics("test", credentials=("bearer:0",)), applied)
+    # The snapshot already shows the new file, so polling alone would never notice it.
+    assert await reloader.check(trigger="test", only_if_changed=True) is None
+    await reloader.catch_up()
+    [authenticator] = applied.seen
+    assert authenticator.check_bearer([f"Bearer {NEW}"]).credentials == ("bearer:0",)
+    assert reloader.auth.bearer_tokens == [NEW]
+    await reloader.catch_up()  # nothing changed since: nothing applied again
+    assert len(applied.seen) == 1
+
+
 async def test_a_refused_file_keeps_the_credentials_until_a_good_one_comes(
     mount: SecretMount, caplog: pytest.LogCaptureFixture
 ) -> None:
