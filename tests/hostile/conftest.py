@@ -61,6 +61,14 @@ class Target:
     def outcome(self, outcome: str) -> float:
         return self.metric("whatsapp_relay_requests_total", outcome=outcome)
 
+    async def until(self, name: str, at_least: float, within: float = 10.0) -> None:
+        """Wait until the metric `name` reaches `at_least`: what the relay has seen, not a
+        sleep that a loaded machine can outrun."""
+        deadline = time.monotonic() + within
+        while (value := self.metric(name)) < at_least:
+            assert time.monotonic() < deadline, f"{name} is {value} after {within}s"
+            await asyncio.sleep(0.02)
+
     def log(self) -> str:
         return self.process.log()
 

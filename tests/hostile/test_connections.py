@@ -127,7 +127,7 @@ async def test_at_the_connection_cap_idle_and_slow_connections_make_room(
     )
     # Twenty connections that started a head and stalled: the cap is full of them.
     async with held_open(target.port, 20, b"POST /webhook HTTP/1.1\r\nHost: x\r\n"):
-        await asyncio.sleep(0.2)
+        await target.until("whatsapp_relay_connections", 20)
         result = await exchange(target.port, head(length=len(BODY)) + BODY, read_for=0.5)
         assert result.status == 200
     assert target.metric("whatsapp_relay_connections_closed_total", reason="evicted") >= 1
@@ -144,7 +144,7 @@ async def test_when_every_connection_is_busy_a_new_one_gets_503(
     )
     # Ten authenticated requests in progress (their bodies trickle): none may be evicted.
     async with held_open(target.port, 10, head(length=1000) + b"{"):
-        await asyncio.sleep(0.3)
+        await target.until("whatsapp_relay_inflight_requests", 10)
         result = await exchange(target.port, head(length=len(BODY)) + BODY)
         assert result.status == 503
         assert result.header("Retry-After") == "5"

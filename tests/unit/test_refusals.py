@@ -211,7 +211,9 @@ async def test_overloaded_and_shutting_down(start: Callable[..., Any]) -> None:
     relay: Relay = await start(RELAY_SERVER__MAX_INFLIGHT_REQUESTS="1")
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
     writer.write(post(length=len(BODY) + 10))  # holds the only slot while its body stalls
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        while relay.handler.inflight < 1:
+            await asyncio.sleep(0.01)
     assert (await send(relay.port, post())).status == 503
     assert relay.count(Outcome.OVERLOADED) == 1
     writer.close()
