@@ -22,6 +22,7 @@ from aiokafka.structs import TopicPartition
 
 from devsupport import topics
 from devsupport.local_kafka import LocalKafka, LocalKafkaCluster
+from devsupport.ports import LOOPBACK
 from relay import config
 from relay.service import Service
 from relay.topics import create_topics
@@ -86,8 +87,8 @@ async def make_settings(kafka_bootstrap: str) -> AsyncIterator[SettingsFactory]:
 
     def build(**overrides: dict[str, Any]) -> config.Settings:
         data: dict[str, Any] = {
-            "server": {"host": "127.0.0.1", "port": 0},
-            "admin": {"host": "127.0.0.1", "port": 0},
+            "server": {"host": LOOPBACK, "port": 0},
+            "admin": {"host": LOOPBACK, "port": 0},
             "auth": {"bearer_tokens": [TOKEN, SECOND_TOKEN], "verify_token": VERIFY_TOKEN},
             "kafka": {
                 "bootstrap_servers": kafka_bootstrap,
@@ -120,11 +121,11 @@ class RunningRelay:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.service.public_port}{self.settings.server.path}"
+        return f"http://{LOOPBACK}:{self.service.public_port}{self.settings.server.path}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.service.admin_port}"
+        return f"http://{LOOPBACK}:{self.service.admin_port}"
 
     async def post(
         self, body: bytes, *, token: str | None = TOKEN, headers: dict[str, str] | None = None
