@@ -145,18 +145,15 @@ class Publisher:
         deadline = self._deadlines.arm()
         try:
             # send() only queues the record (it may wait for metadata or batch space); the
-            # futures resolve when the broker acknowledges. Most requests make one record.
-            if len(records) == 1:
-                record = records[0]
-                await (
+            # futures resolve when the broker acknowledges. A plain loop, not a comprehension:
+            # on Python 3.11 an async comprehension is a coroutine of its own per request.
+            futures = []
+            for record in records:
+                futures.append(
                     await send(record.topic, record.value, key=record.key, headers=record.headers)
                 )
-            else:
-                futures = [
-                    await send(r.topic, r.value, key=r.key, headers=r.headers) for r in records
-                ]
-                for future in futures:
-                    await future
+            for future in futures:
+                await future
         except asyncio.CancelledError:
             if not deadline.expired:
                 raise
