@@ -33,7 +33,7 @@ import os
 import traceback
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from aiohttp import hdrs, web, web_protocol
 from aiohttp.http import HttpVersion11, RawRequestMessage
@@ -102,6 +102,7 @@ class EdgeRequest(BaseRequest):
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # Runs after aiohttp set its default headers and before they are written.
         response.headers.popall(hdrs.SERVER, None)
+        cast(EdgeProtocol, self.protocol).taken = False  # aiohttp's own flag covers it now
 
 
 class EdgeServer(web.Server):
@@ -167,6 +168,8 @@ class EdgeServer(web.Server):
     ) -> BaseRequest:
         if message is web_protocol.ERROR:
             message = _ERROR_MESSAGE
+        # Taken off the queue; aiohttp marks the request in progress only once its task runs.
+        cast(EdgeProtocol, protocol).taken = True
         return EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
 
     # -- admission --------------------------------------------------------------------------
@@ -224,12 +227,14 @@ class EdgeProtocol(web_protocol.RequestHandler):
         "_head_bytes",
         "_payload",
         "head_since",
+        "taken",
     )
 
     def __init__(self, edge: EdgeServer, **options: Any) -> None:
         super().__init__(edge, **options)
         self._edge = edge
         self.head_since: float | None = None
+        self.taken = False  # a request left aiohttp's queue and its answer has not begun
         self._head_bytes = 0
         self._payload: StreamReader | None = None
         self._drain_left = DRAIN_BYTES  # what may still be read after a closing answer
@@ -303,9 +308,15 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._answer_and_close(431, Outcome.BAD_HTTP)
 
     def busy(self) -> bool:
-        """A request is being handled or answered (aiohttp's own flag, so no per-request
-        bookkeeping here): such a connection is never evicted or timed out."""
-        return self._request_in_progress
+        """A parsed request waits to be handled, is being handled or answered: such a
+        connection is never evicted or timed out."""
+        return self.handling() or bool(self._messages)
+
+    def handling(self) -> bool:
+        """A request left aiohttp's queue and its answer is not finished. aiohttp's own flag
+        covers handling and answering; before that, a request taken off the queue waits a
+        loop iteration for its task to start."""
+        return self._request_in_progress or self.taken
 
     def head_timed_out(self) -> None:
         self._edge.closed(ConnectionEnd.HEADER_TIMEOUT)
@@ -357,13 +368,14 @@ class EdgeProtocol(web_protocol.RequestHandler):
         """Answer where no request reached the handler, then drain briefly and close."""
         self.head_since = None
         transport = self.transport
-        if transport is None or self.busy():
+        if transport is None or self.handling():
             # An answer is being written for an earlier (pipelined) request: no room for ours.
             self.force_close()
             return
         transport.write(_raw_answer(status, outcome, self._edge.limits.retry_after))
-        # Nothing more is handled here: a head parsed in the same read must not reach the
-        # handler, and aiohttp's request loop (woken for it, or waiting) is stopped.
+        # Nothing more is handled here: a head parsed in the same read (queued, not yet taken:
+        # `handling()` was false) must not reach the handler, and aiohttp's request loop
+        # (woken for it, or waiting) is stopped.
         self._messages.clear()
         if self._task_handler is not None:
             self._task_handler.cancel()
