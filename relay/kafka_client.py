@@ -31,6 +31,8 @@ import aiokafka
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, for_code
 
+from relay.runtime import StartupError
+
 try:  # the internals; self_check() reports a failed import instead of a traceback
     from aiokafka.client import AIOKafkaClient
     from aiokafka.producer.sender import Sender
@@ -49,8 +51,9 @@ _UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
 _PRODUCE_API_KEY = 0
 
 
-class KafkaClientError(Exception):
-    """The installed aiokafka is not what this module was written against."""
+class KafkaClientError(StartupError):
+    """The installed aiokafka is not what this module was written against: the start fails
+    with this message (exit 1), like the checks of `self_check()`."""
 
 
 def self_check() -> list[str]:
@@ -103,6 +106,7 @@ class Producer:
         await self.producer.start()
         task = self.producer._sender.sender_task
         if not isinstance(task, asyncio.Future):
+            await self.stop(1.0)  # started: its connections and tasks must not outlive it
             raise KafkaClientError(describe_problems(["the sender has no task after start()"]))
         self.alive = not task.done()
         task.add_done_callback(self._sender_ended)

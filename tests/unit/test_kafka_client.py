@@ -39,3 +39,30 @@ async def test_the_relay_refuses_to_start_on_an_aiokafka_it_does_not_know(
 def test_a_producer_without_its_sender_is_refused() -> None:
     with pytest.raises(KafkaClientError, match="no `_sender`"):
         Producer(object())
+
+
+class StartedWithoutSenderTask:
+    """A producer that starts, but whose sender exposes no task: it must be stopped again."""
+
+    def __init__(self) -> None:
+        self._sender = Sender.__new__(Sender)
+        self._sender._sender_task = None  # what the `sender_task` property returns
+        self.stopped = False
+
+    async def send(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("never sent")
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_producer_whose_sender_has_no_task_is_stopped_and_fails_the_start() -> None:
+    fake = StartedWithoutSenderTask()
+    producer = Producer(fake)
+    with pytest.raises(StartupError, match="the sender has no task after start"):
+        await producer.start()
+    assert fake.stopped
+    assert not producer.alive
