@@ -6,10 +6,14 @@ parser errors logged at ERROR with the offending bytes (tokens included) and quo
 `text/plain` answer, a version banner. Here, for every connection:
 
 - at most `max_connections` are open. At the cap, the oldest connection with no request in
-  progress (idle keep-alive, or still sending its head) is closed to admit the new one; only
-  when every connection is busy with a request is the new one answered 503 and closed;
+  progress (idle keep-alive, or still sending its head, or not reading its answers) is closed
+  to admit the new one; only when every connection is busy with a request is the new one
+  answered 503 and closed;
 - a request head must arrive within `header_timeout_seconds` of its first byte (of the
   connection's opening, for the first request) and within `max_header_bytes`;
+- answers left unread until they fill the transport's buffer must be read again within
+  `header_timeout_seconds`, else the connection is cut (a request waiting to write its answer
+  is "in progress" and would otherwise hold its connection for ever);
 - an idle keep-alive connection closes after `keepalive_timeout_seconds`;
 - after an answer that closes the connection, at most `DRAIN_BYTES` more are read, for at most
   `DRAIN_SECONDS`: enough for an honest client to read its answer instead of a reset, too little
@@ -181,7 +185,7 @@ class EdgeServer(web.Server):
                 self.closed(ConnectionEnd.REFUSED)
                 return False
             self.closed(ConnectionEnd.EVICTED)
-            victim.force_close()
+            victim.cut()
             self.open.pop(victim, None)
         self.open[protocol] = None
         return True
@@ -226,6 +230,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         "_edge",
         "_head_bytes",
         "_payload",
+        "_write_stall",
         "head_since",
         "taken",
     )
@@ -239,6 +244,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._payload: StreamReader | None = None
         self._drain_left = DRAIN_BYTES  # what may still be read after a closing answer
         self._close_handle: asyncio.TimerHandle | None = None
+        self._write_stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -256,6 +262,38 @@ class EdgeProtocol(web_protocol.RequestHandler):
         if self._close_handle is not None:
             self._close_handle.cancel()
             self._close_handle = None
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def pause_writing(self) -> None:
+        # The transport holds more than its high-water mark of answers the client has not
+        # read: a webhook sender never lets that happen, a client pipelining requests it never
+        # reads does, and its request stays "in progress" while the answer waits, for ever. It
+        # gets the head timeout to read again.
+        super().pause_writing()
+        self._write_stall = self._edge.call_later(
+            self._edge.limits.header_timeout, self._reader_stalled
+        )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _reader_stalled(self) -> None:
+        self._write_stall = None
+        self._edge.closed(ConnectionEnd.WRITE_TIMEOUT)
+        self.cut()
+
+    def cut(self) -> None:
+        """Close now. A transport still holding answers for a client that does not read would
+        wait on close() for a flush that never comes: it is aborted instead."""
+        transport = self.transport
+        self.force_close()
+        if transport is not None and self.writing_paused:
+            transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if not self._keepalive:
@@ -264,7 +302,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
             self._drain_left -= len(data)
             if self._drain_left < 0:
                 self._edge.closed(ConnectionEnd.DRAIN_LIMIT)
-                self.force_close()
+                self.cut()
             return
         if (
             data  # aiohttp calls with b"" to re-parse what it buffered
@@ -308,9 +346,9 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._answer_and_close(431, Outcome.BAD_HTTP)
 
     def busy(self) -> bool:
-        """A parsed request waits to be handled, is being handled or answered: such a
-        connection is never evicted or timed out."""
-        return self.handling() or bool(self._messages)
+        """A parsed request waits to be handled, is being handled or answered, and the client
+        reads its answers: such a connection is never evicted or timed out."""
+        return (self.handling() or bool(self._messages)) and not self.writing_paused
 
     def handling(self) -> bool:
         """A request left aiohttp's queue and its answer is not finished. aiohttp's own flag
@@ -327,7 +365,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
             self._answer_and_close(408, Outcome.REQUEST_TIMEOUT)
         else:
             self.head_since = None
-            self.force_close()
+            self.cut()
 
     def handle_error(
         self,
@@ -370,7 +408,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         transport = self.transport
         if transport is None or self.handling():
             # An answer is being written for an earlier (pipelined) request: no room for ours.
-            self.force_close()
+            self.cut()
             return
         transport.write(_raw_answer(status, outcome, self._edge.limits.retry_after))
         # Nothing more is handled here: a head parsed in the same read (queued, not yet taken:
@@ -381,7 +419,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
             self._task_handler.cancel()
         self.close()
         self.keep_alive(False)  # from now on, what arrives is drained, never parsed
-        self._close_handle = self._edge.call_later(DRAIN_SECONDS, self.force_close)
+        self._close_handle = self._edge.call_later(DRAIN_SECONDS, self.cut)
 
     def _peer(self) -> str | None:
         transport = self.transport

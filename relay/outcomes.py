@@ -69,6 +69,7 @@ class ConnectionEnd(StrEnum):
     EVICTED = "evicted"  # idle or slow, closed to admit a new one at the connection cap
     REFUSED = "refused"  # the cap was reached with every connection busy
     DRAIN_LIMIT = "drain_limit"  # kept sending after an answer that closes the connection
+    WRITE_TIMEOUT = "write_timeout"  # stopped reading its answers for the head timeout
 
 
 class AuthFailure(StrEnum):

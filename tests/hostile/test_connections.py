@@ -4,11 +4,13 @@ clients that keep sending after they were refused."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import aiohttp
 import pytest
 
+from devsupport.ports import LOOPBACK
 from tests.hostile.conftest import (
     BODY,
     SHORT_BOUNDS,
@@ -163,3 +165,63 @@ async def test_a_thousand_idle_connections_do_not_keep_a_request_out(
     # ...and the silent ones are gone after the header timeout.
     await asyncio.sleep(1.0 + SLACK)
     assert target.metric("whatsapp_relay_connections") <= 1
+
+
+async def test_clients_that_never_read_their_answers_cannot_hold_the_cap(
+    start_relay: RelayStarter,
+) -> None:
+    # The admin port, for its large answers (/metrics): a few hundred pipelined requests fill
+    # any socket buffer. Both listeners are the same connection layer.
+    target = start_relay(**SHORT_BOUNDS, RELAY_SERVER__MAX_CONNECTIONS="3")
+    port = target.process.admin_port
+    loop = asyncio.get_running_loop()
+    pipelined = 300
+    stalled = []
+    for _ in range(3):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (LOOPBACK, port))
+        await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n" * pipelined)
+        stalled.append(sock)
+    try:
+        # Each request stays "in progress" while its answer cannot be written: unbounded, the
+        # three would hold the cap for ever and every new connection would get 503.
+        deadline = time.monotonic() + 1.0 + 2 * SLACK
+        while (status := await admin_status(port)) != 200:
+            assert time.monotonic() < deadline, f"the cap stayed full ({status})"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0 + SLACK)  # the head timeout, for those not evicted
+        for sock in stalled:
+            answers, ended = await read_to_end(sock, within=5.0)
+            assert ended, "a client that never read kept its connection"
+            assert answers < pipelined, "every answer was written: the client was never cut"
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+async def admin_status(port: int) -> int | None:
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://{LOOPBACK}:{port}/healthz") as response,
+        ):
+            return response.status
+    except aiohttp.ClientError:
+        return None
+
+
+async def read_to_end(sock: socket.socket, within: float) -> tuple[int, bool]:
+    """How many answers arrive before the connection ends, and whether it ended in time."""
+    loop = asyncio.get_running_loop()
+    received = b""
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await loop.sock_recv(sock, 65536):
+                received += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return received.count(b"HTTP/1.1 "), False
+    return received.count(b"HTTP/1.1 "), True
