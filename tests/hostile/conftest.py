@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from devsupport.ports import LOOPBACK
 from devsupport.relay_process import RelayProcess
 from relay import config
 from relay.topics import create_topics
@@ -180,7 +181,7 @@ async def exchange(
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_connect(sock, (LOOPBACK, port))
     started = time.monotonic()
     try:
         for index, piece in enumerate(pieces):
@@ -215,7 +216,7 @@ async def held_open(port: int, count: int, first_bytes: bytes = b"") -> AsyncIte
     writers: list[asyncio.StreamWriter] = []
     try:
         for _ in range(count):
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection(LOOPBACK, port)
             if first_bytes:
                 writer.write(first_bytes)
                 await writer.drain()

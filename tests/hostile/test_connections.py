@@ -76,7 +76,7 @@ async def test_no_version_banner_on_either_port(bearer: Target) -> None:
         assert answer.header("Server") is None
     async with aiohttp.ClientSession() as http:
         for path in ("/metrics", "/healthz", "/readyz", "/nope"):
-            url = f"http://127.0.0.1:{bearer.process.admin_port}{path}"
+            url = f"{bearer.process.admin_url}{path}"
             async with http.get(url) as response:
                 assert response.status in (200, 404)
                 assert "Server" not in response.headers
@@ -96,7 +96,7 @@ async def test_an_honest_client_reads_its_401_and_an_attacker_stream_is_cut(
     loop = asyncio.get_running_loop()
     sock = small_send_buffer()
     sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", bearer.port))
+    await loop.sock_connect(sock, (LOOPBACK, bearer.port))
     await loop.sock_sendall(sock, head(token=wrong, length=50_000_000))
     started = time.monotonic()
     sent = 0

@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from devsupport.ports import LOOPBACK
 from tests.conftest import TOKEN
 from tests.hostile.conftest import (
     APP_SECRET,
@@ -143,7 +144,7 @@ async def test_expect_continue_is_answered_before_the_body(bearer: Target) -> No
     assert result.answer == b"HTTP/1.1 100 Continue\r\n\r\n"
 
     # The whole exchange: the final answer follows the body.
-    reader, writer = await asyncio.open_connection("127.0.0.1", bearer.port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, bearer.port)
     writer.write(head(expect, length=len(BODY)))
     assert (
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -25,6 +25,7 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from devsupport.ports import LOOPBACK
 from devsupport.relay_process import RelayProcess
 from relay import __version__
 from relay.config import Settings
@@ -214,7 +215,7 @@ def schemathesis(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(300)
 def test_the_relay_conforms_to_the_document(relay: Running, tmp_path: Path) -> None:
     process, settings = relay
-    public = f"http://127.0.0.1:{process.port}"
+    public = f"http://{LOOPBACK}:{process.port}"
     runs = {
         "webhook, authenticated": schemathesis(
             "--url", public, "--include-tag", "webhook", "--max-examples", "15",
@@ -228,7 +229,7 @@ def test_the_relay_conforms_to_the_document(relay: Running, tmp_path: Path) -> N
             cwd=tmp_path,
         ),
         "admin": schemathesis(
-            "--url", f"http://127.0.0.1:{process.admin_port}", "--include-tag", "admin",
+            "--url", process.admin_url, "--include-tag", "admin",
             "--max-examples", "5", cwd=tmp_path,
         ),
     }  # fmt: skip
@@ -272,7 +273,7 @@ RAW_ANSWERS = {
 
 
 async def exchange(port: int, request_bytes: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
         writer.write(request_bytes)
         await writer.drain()
@@ -293,7 +294,7 @@ async def test_answers_an_http_client_cannot_provoke_conform_too(
 async def test_a_503_conforms_with_its_retry_after(relay: Running) -> None:
     process, _ = relay
     held = HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
-    _, writer = await asyncio.open_connection("127.0.0.1", process.port)
+    _, writer = await asyncio.open_connection(LOOPBACK, process.port)
     try:
         writer.write(held)  # in flight until it sends the rest: the one slot is taken
         await writer.drain()

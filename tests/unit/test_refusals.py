@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from devsupport.ports import LOOPBACK
 from relay import config
 from relay.auth import Authenticator
 from relay.edge import EdgeLimits, EdgeServer
@@ -77,7 +78,7 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
             EdgeServer(handler, EdgeLimits.of(settings.server), metrics), handle_signals=False
         )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, LOOPBACK, 0)
         await site.start()
         runners.append(runner)
         return Relay(site._server.sockets[0].getsockname()[1], handler, metrics, fake)  # type: ignore[union-attr]
@@ -96,7 +97,7 @@ class Answer:
 
 async def send(port: int, raw: bytes, *, then: bytes = b"", after: float = 0.0) -> Answer:
     """Send raw bytes (and `then`, `after` seconds later) and parse the one answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
         writer.write(raw)
         if then:
@@ -209,7 +210,7 @@ async def test_every_answer_of_the_contract(
 
 async def test_overloaded_and_shutting_down(start: Callable[..., Any]) -> None:
     relay: Relay = await start(RELAY_SERVER__MAX_INFLIGHT_REQUESTS="1")
-    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, relay.port)
     writer.write(post(length=len(BODY) + 10))  # holds the only slot while its body stalls
     async with asyncio.timeout(5):
         while relay.handler.inflight < 1:
@@ -226,7 +227,7 @@ async def test_overloaded_and_shutting_down(start: Callable[..., Any]) -> None:
 
 async def test_a_client_leaving_mid_body_is_counted(start: Callable[..., Any]) -> None:
     relay: Relay = await start()
-    _, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    _, writer = await asyncio.open_connection(LOOPBACK, relay.port)
     writer.write(post(length=len(BODY) + 10))
     await asyncio.sleep(0.05)
     writer.close()
@@ -247,7 +248,7 @@ async def test_a_signed_request_and_the_record_it_makes(start: Callable[..., Any
 
 async def test_expect_continue_comes_before_the_body(start: Callable[..., Any]) -> None:
     relay: Relay = await start()
-    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, relay.port)
     writer.write(post("Expect: 100-continue", body=b"", length=len(BODY)))
     assert (
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == b"HTTP/1.1 100 Continue\r\n\r\n"
