@@ -17,7 +17,7 @@ import trustme
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from devsupport.ports import free_port
+from devsupport.ports import LOOPBACK, free_port
 from devsupport.relay_process import RELAY, RelayProcess
 from relay import config
 from tests import samples
@@ -71,13 +71,13 @@ def test_bad_config_names_every_bad_key_and_nothing_listens(tmp_path: Path) -> N
         "serve",
         "--config",
         str(path),
-        env={"RELAY_SERVER__HOST": "127.0.0.1", "RELAY_LOG__LEVEL": "LOUD"},
+        env={"RELAY_SERVER__HOST": LOOPBACK, "RELAY_LOG__LEVEL": "LOUD"},
     )
     assert result.returncode == 2
     for key in ("server.max_body_bytes", "kafka.lingr_ms", "log.level"):
         assert key in result.stderr
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing was listening
+        assert probe.connect_ex((LOOPBACK, port)) != 0  # nothing was listening
 
 
 def refused_start(extra_env: dict[str, str]) -> str:
@@ -85,16 +85,16 @@ def refused_start(extra_env: dict[str, str]) -> str:
     port = free_port()
     env = {
         "RELAY_AUTH__BEARER_TOKENS": f'["{TOKEN}"]',
-        "RELAY_SERVER__HOST": "127.0.0.1",
+        "RELAY_SERVER__HOST": LOOPBACK,
         "RELAY_SERVER__PORT": str(port),
-        "RELAY_ADMIN__HOST": "127.0.0.1",
+        "RELAY_ADMIN__HOST": LOOPBACK,
         "RELAY_ADMIN__PORT": str(free_port()),
         **extra_env,
     }
     result = run_cli("serve", env=env)
     assert result.returncode == 1
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0
+        assert probe.connect_ex((LOOPBACK, port)) != 0
     return str(result.stderr)
 
 
@@ -219,7 +219,7 @@ def tls_ca() -> trustme.CA:
 async def test_tls_listener_serves_https(
     relay_factory: Callable[..., Any], tls_ca: trustme.CA, tmp_path: Path
 ) -> None:
-    cert = tls_ca.issue_cert("127.0.0.1", "localhost")
+    cert = tls_ca.issue_cert(LOOPBACK, "localhost")
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
@@ -229,7 +229,7 @@ async def test_tls_listener_serves_https(
     client_context = ssl.create_default_context()
     tls_ca.configure_trust(client_context)
     body = samples.body(samples.envelope(samples.template_change()))
-    url = f"https://127.0.0.1:{relay.service.public_port}/webhook"
+    url = f"https://{LOOPBACK}:{relay.service.public_port}/webhook"
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
         async with http.post(url, data=body, headers=headers, ssl=client_context) as response:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devsupport import topics
-from devsupport.ports import free_ports
+from devsupport.ports import LOOPBACK, free_ports
 from devsupport.relay_process import RelayProcess, RelayStartError, http_get
 
 # Answers /readyz 200 on RELAY_ADMIN__PORT, like the relay's admin port, and exits 0 on SIGTERM.
@@ -29,7 +29,8 @@ class Admin(http.server.BaseHTTPRequestHandler):
         self.end_headers()
     def log_message(self, *args):
         pass
-server = http.server.HTTPServer(("127.0.0.1", int(os.environ["RELAY_ADMIN__PORT"])), Admin)
+address = (os.environ["RELAY_ADMIN__HOST"], int(os.environ["RELAY_ADMIN__PORT"]))
+server = http.server.HTTPServer(address, Admin)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 print("listening on", os.environ["RELAY_SERVER__HOST"], flush=True)
 server.serve_forever()
@@ -41,7 +42,7 @@ def test_free_ports_are_distinct_and_bindable() -> None:
     assert len(set(ports)) == 8
     for port in ports:
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((LOOPBACK, port))
 
 
 @pytest.mark.parametrize("url", ["http://example.com/", "file:///etc/passwd", "http://[::1]:1/"])
@@ -59,7 +60,7 @@ def test_the_callers_environment_wins_over_the_listening_addresses(tmp_path: Pat
     )
     assert relay.env["RELAY_SERVER__PORT"] == "1234"
     assert relay.env["RELAY_ADMIN__PORT"] == str(relay.admin_port)
-    assert relay.env["RELAY_SERVER__HOST"] == relay.env["RELAY_ADMIN__HOST"] == "127.0.0.1"
+    assert relay.env["RELAY_SERVER__HOST"] == relay.env["RELAY_ADMIN__HOST"] == LOOPBACK
     assert (relay.env["EXTRA"], relay.env["INHERITED"]) == ("x", "y")
     assert relay.args == [
         sys.executable,
@@ -83,7 +84,7 @@ def test_start_waits_for_readiness_and_stop_sends_sigterm(tmp_path: Path) -> Non
     assert stopped is not None
     assert (stopped.exit_code, stopped.killed) == (0, False)
     assert stopped.seconds is not None
-    assert "listening on 127.0.0.1" in relay.log()
+    assert f"listening on {LOOPBACK}" in relay.log()
 
 
 def test_a_relay_that_exits_at_startup_says_so_with_its_log(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def relay_env(cluster: LocalKafkaCluster, topics: dict[str, str]) -> dict[str, s
 async def scrape(relay: RelayProcess) -> dict[str, float]:
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{relay.admin_port}/metrics") as response,
+        http.get(f"{relay.admin_url}/metrics") as response,
     ):
         text = await response.text()
     return {

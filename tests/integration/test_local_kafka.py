@@ -26,6 +26,7 @@ from devsupport.local_kafka import (
     LocalKafkaCluster,
     run_local_kafka,
 )
+from devsupport.ports import LOOPBACK
 from tests.brokers import bootstrap_for_session
 
 _HAVE_JAVA = bool(os.environ.get("JAVA_HOME") or shutil.which("java"))
@@ -81,7 +82,7 @@ def test_start_prints_the_bootstrap_address_last(kafka: LocalKafka) -> None:
     assert result.stdout.splitlines()[-1] == f"127.0.0.1:{kafka.port}"
     # Progress goes to stderr: stdout is only the address, so `$(scripts/local-kafka start)` works.
     assert result.stdout.strip() == f"127.0.0.1:{kafka.port}"
-    with socket.create_connection(("127.0.0.1", kafka.port), timeout=5):
+    with socket.create_connection((LOOPBACK, kafka.port), timeout=5):
         pass
 
 
@@ -176,7 +177,7 @@ async def test_topic_and_records_survive_stop_and_start(kafka: LocalKafka) -> No
 
 def test_start_fails_fast_when_the_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        squatter.bind((LOOPBACK, 0))
         squatter.listen()
         instance = LocalKafka(tmp_path / "state", squatter.getsockname()[1])
         result = instance.run("start", timeout=30)

@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from devsupport.ports import LOOPBACK
 from relay import logs
 from relay.config import EventType
 from relay.metrics import LATENCY_BUCKETS
@@ -181,7 +182,7 @@ async def test_dead_producer_is_rebuilt_without_a_restart(
         nonlocal failures_left
         if failures_left:
             failures_left -= 1
-            producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+            producer = AIOKafkaProducer(bootstrap_servers=f"{LOOPBACK}:1")
         else:
             producer = service.publisher._default_producer()
         built.append(producer)
@@ -198,12 +199,12 @@ async def test_dead_producer_is_rebuilt_without_a_restart(
 
         assert service.readiness.reason == "kafka producer not running"
         async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{service.public_port}/webhook"
+            url = f"http://{LOOPBACK}:{service.public_port}/webhook"
             headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
             body = samples.body(samples.envelope(samples.account_change()))
             async with http.post(url, data=body, headers=headers) as refused:
                 assert refused.status == 503
-            async with http.get(f"http://127.0.0.1:{service.admin_port}/readyz") as ready:
+            async with http.get(f"http://{LOOPBACK}:{service.admin_port}/readyz") as ready:
                 assert ready.status == 503
 
             await wait_ready(service, within=30)
@@ -213,7 +214,7 @@ async def test_dead_producer_is_rebuilt_without_a_restart(
         assert len(built) >= 4  # the first, two failed rebuilds, the one that worked
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{service.admin_port}/metrics") as scrape,
+            http.get(f"http://{LOOPBACK}:{service.admin_port}/metrics") as scrape,
         ):
             text = await scrape.text()
         assert value(text, "whatsapp_relay_producer_restarts_total") == 1
@@ -273,15 +274,15 @@ async def test_readyz_fails_at_once_when_shutting_down(make_settings: SettingsFa
     stopping = asyncio.create_task(service.shutdown())
     await asyncio.sleep(0.1)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{service.admin_port}/readyz") as ready:
+        async with http.get(f"http://{LOOPBACK}:{service.admin_port}/readyz") as ready:
             assert ready.status == 503
             assert (await ready.json())["reason"] == "shutting down"
-        async with http.get(f"http://127.0.0.1:{service.admin_port}/healthz") as health:
+        async with http.get(f"http://{LOOPBACK}:{service.admin_port}/healthz") as health:
             assert health.status == 200
         # During the drain the webhook still works: load balancers may still send.
         body = samples.body(samples.envelope(samples.template_change()))
         async with http.post(
-            f"http://127.0.0.1:{service.public_port}/webhook",
+            f"http://{LOOPBACK}:{service.public_port}/webhook",
             data=body,
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         ) as response:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from devsupport.local_kafka import LocalKafka
+from devsupport.ports import LOOPBACK
 from relay.service import Service
 from relay.topics import create_topics
 from tests import samples
@@ -51,7 +52,7 @@ async def outage_relay(
 async def post(http: aiohttp.ClientSession, service: Service, body: bytes) -> tuple[int, float]:
     started = time.monotonic()
     async with http.post(
-        f"http://127.0.0.1:{service.public_port}/webhook",
+        f"http://{LOOPBACK}:{service.public_port}/webhook",
         data=body,
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
     ) as response:
@@ -61,12 +62,12 @@ async def post(http: aiohttp.ClientSession, service: Service, body: bytes) -> tu
 
 
 async def readyz(http: aiohttp.ClientSession, service: Service) -> tuple[int, dict[str, str]]:
-    async with http.get(f"http://127.0.0.1:{service.admin_port}/readyz") as response:
+    async with http.get(f"http://{LOOPBACK}:{service.admin_port}/readyz") as response:
         return response.status, await response.json()
 
 
 async def kafka_ready(http: aiohttp.ClientSession, service: Service) -> float:
-    async with http.get(f"http://127.0.0.1:{service.admin_port}/metrics") as response:
+    async with http.get(f"http://{LOOPBACK}:{service.admin_port}/metrics") as response:
         for line in (await response.text()).splitlines():
             if line.startswith("whatsapp_relay_kafka_ready "):
                 return float(line.split()[1])

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
+from devsupport.ports import LOOPBACK
 from relay.config import EventType
 from tests import samples
 from tests.conftest import (
@@ -40,7 +41,7 @@ async def topic_sizes(relay: RunningRelay) -> dict[EventType, int]:
 
 async def raw_exchange(port: int, request: bytes, *, read_for: float = 5.0) -> bytes:
     """Send bytes exactly as given (headers no HTTP client would send) and read the answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
         writer.write(request)
         await writer.drain()
@@ -60,7 +61,7 @@ async def stalled_request(
 ) -> AsyncIterator[None]:
     """An authenticated POST that sends `sent` bytes of its body and stalls, in flight until
     the block ends."""
-    _, writer = await asyncio.open_connection("127.0.0.1", relay.service.public_port)
+    _, writer = await asyncio.open_connection(LOOPBACK, relay.service.public_port)
     writer.write(
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
