@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from devsupport import topics
 from devsupport.ports import LOOPBACK, free_port
 from devsupport.relay_process import RELAY, RelayProcess
 from relay import config
@@ -152,15 +152,11 @@ async def test_topics_create_sizes_topics_for_the_body_limit(
     assert again.returncode == 0
     assert again.stdout.count(": exists") == 5
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
+    async with topics.admin_client(settings.kafka.bootstrap_servers) as admin:
         described = await admin.describe_topics([settings.topics.status])
         configs = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, settings.topics.status)]
         )
-    finally:
-        await admin.close()
     assert len(described[0]["partitions"]) == 2
     entries = {entry[0]: entry[1] for entry in configs[0].resources[0][4]}
     assert int(entries["max.message.bytes"]) == settings.record_size_limit

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from devsupport import topics
 from devsupport.local_kafka import (
     LOCAL_KAFKA_SCRIPT,
     LocalKafka,
@@ -137,12 +137,7 @@ async def test_topic_and_records_survive_stop_and_start(kafka: LocalKafka) -> No
     bootstrap = await asyncio.to_thread(kafka.start)
     topic = f"local-kafka-test-{uuid.uuid4().hex[:8]}"
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await topics.create(bootstrap, [topic], partitions=2, replication=1)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -155,12 +150,8 @@ async def test_topic_and_records_survive_stop_and_start(kafka: LocalKafka) -> No
     assert not await asyncio.to_thread(kafka.is_running)
     assert await asyncio.to_thread(kafka.start) == bootstrap
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with topics.admin_client(bootstrap) as admin:
         assert topic in await admin.list_topics()
-    finally:
-        await admin.close()
 
     # No consumer group: assigning the partition directly avoids a group join and its delay.
     consumer = AIOKafkaConsumer(

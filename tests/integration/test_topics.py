@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from devsupport import topics
 from relay.config import EventType
 from relay.readiness import Readiness
 from tests.conftest import RunningRelay, SettingsFactory
@@ -34,12 +34,9 @@ async def test_topics_create_says_a_single_broker_cannot_be_durable_and_reports_
     ) == len(EventType), refused.stdout
 
     # Someone made the status topic by hand, with other settings.
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.topics.status, 1, 1)])
-    finally:
-        await admin.close()
+    await topics.create(
+        settings.kafka.bootstrap_servers, [settings.topics.status], partitions=1, replication=1
+    )
 
     result = run_cli("topics", "create", env=env)
     assert result.returncode == 3, result.stdout + result.stderr  # existing topics differ
