@@ -215,14 +215,33 @@ async def test_overloaded_and_shutting_down(start: Callable[..., Any]) -> None:
     async with asyncio.timeout(5):
         while relay.handler.inflight < 1:
             await asyncio.sleep(0.01)
-    assert (await send(relay.port, post())).status == 503
+    overloaded = await send(relay.port, post())
+    assert overloaded.status == 503
+    assert overloaded.headers["retry-after"] == "5"
     assert relay.count(Outcome.OVERLOADED) == 1
     writer.close()
-    await asyncio.sleep(0.6)  # the stalled request times out and frees its slot
+    async with asyncio.timeout(5):  # the stalled request times out and frees its slot
+        while relay.handler.inflight:
+            await asyncio.sleep(0.01)
     relay.handler.closing = True
-    assert (await send(relay.port, post())).status == 503
+    shutting_down = await send(relay.port, post())
+    assert shutting_down.status == 503
+    assert shutting_down.headers["retry-after"] == "5"
     assert relay.count(Outcome.SHUTTING_DOWN) == 1
     del reader
+
+
+async def test_a_head_above_max_header_bytes_is_431(start: Callable[..., Any]) -> None:
+    # The matrix above expects STATUS[outcome] (400 for bad_http); this one bad_http is a 431
+    # (docs/design.md §3).
+    relay: Relay = await start(RELAY_SERVER__MAX_HEADER_BYTES="4096")
+    answer = await send(relay.port, post("X-Pad: " + "a" * 5000))
+    assert answer.status == 431
+    assert answer.headers["x-request-id"]
+    assert "server" not in answer.headers
+    assert orjson.loads(answer.body) == {"status": "bad_http"}
+    assert relay.count(Outcome.BAD_HTTP) == 1
+    assert relay.publisher.published == []
 
 
 async def test_a_client_leaving_mid_body_is_counted(start: Callable[..., Any]) -> None:
