@@ -6,7 +6,7 @@ uses broker (the Kafka broker), session (one relay measured: the one under test,
 --compare-cmd one), topics, relay_process (a relay's process), load (the Go load generator),
 rates (--rates), reference (the bare aiohttp figure), procstat (/proc sampling), cpus (pinning),
 promtext (the relay's /metrics), looplag (its event-loop lag per phase), reconcile (every record
-read back), targets (issue 9's targets and ratios), report (the JSON result) and table (the
-printed summary). payloads makes the request bodies and is the benchmark's own
+read back), targets (the benchmark's targets and their ratios), report (the JSON result) and
+table (the printed summary). payloads makes the request bodies and is the benchmark's own
 classification oracle; bare_server is the reference endpoint.
 """

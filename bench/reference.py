@@ -2,7 +2,8 @@
 cheapest useful webhook endpoint (aiohttp + uvloop, bearer check, orjson parse, no Kafka), on
 the relay's cpu, with the relay's connections and warm-up (its measured seconds are
 --reference-duration: acked/s is a rate, and the bare server's settles within seconds). The gap
-between the two figures is what the relay's work costs; their ratio is one of issue 9's targets.
+between the two figures is what the relay's work costs; their ratio is one of the benchmark's
+targets (docs/benchmark.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Issue 9's targets, as ratios measured in one run on one machine, and the ratios themselves.
+"""The benchmark's targets (docs/benchmark.md), as ratios measured in one run on one machine,
+and the ratios themselves.
 
 Reported with "met" or "NOT met", never enforced (timings depend on the machine; only a lost
 record fails a run). A target whose figure the run did not measure (no reference, no

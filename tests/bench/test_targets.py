@@ -1,4 +1,5 @@
-"""Issue 9's targets and the ratios behind them, from figures a run measured."""
+"""The benchmark's targets (docs/benchmark.md) and the ratios behind them, from figures a run
+measured."""
 
 from __future__ import annotations
 
