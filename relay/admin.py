@@ -34,7 +34,7 @@ def build_admin_handler(metrics: Metrics, readiness: Readiness) -> AdminHandler:
             degraded = readiness.degraded
             if degraded is None:
                 return web.Response(body=b'{"status":"ready"}', content_type=_JSON)
-            # Still ready (README, "Readiness"), but say why webhooks get 503s.
+            # Still ready (README, "Readiness and Kafka"), but say why webhooks get 503s.
             body = orjson.dumps({"status": "ready", "degraded": degraded})
             return web.Response(body=body, content_type=_JSON)
         body = orjson.dumps({"status": "not ready", "reason": reason})

@@ -1,6 +1,6 @@
 """How a request on the public listener ends: the `outcome` label and its HTTP status.
 
-One table for the HTTP contract (README, "HTTP contract"), shared by the webhook handler and the
+One table for the HTTP contract (docs/design.md §3), shared by the webhook handler and the
 connection layer that answers before a request reaches it (`relay.edge`).
 """
 

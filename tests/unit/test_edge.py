@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from devsupport.ports import LOOPBACK
 from relay import config
 from relay.edge import EdgeLimits, EdgeProtocol, EdgeServer
 from relay.metrics import Metrics
@@ -40,7 +41,7 @@ class Transport(asyncio.Transport):
         self.closed = self.aborted = True
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
+        return (LOOPBACK, 40000) if name == "peername" else default
 
 
 async def test_a_request_is_busy_from_its_parsed_head_until_it_is_answered() -> None:
