@@ -8,10 +8,11 @@ copy of what the run measured itself.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
 
 # name{labels} value
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
@@ -47,22 +48,15 @@ class Histogram:
 
 def parse_histogram(text: str, name: str) -> Histogram | None:
     """The histogram `name` in an exposition, or None when the process does not export it."""
-    buckets: list[tuple[float, float]] = []
-    total = None
-    for line in text.splitlines():
-        if not line.startswith(name):
+    for family in text_string_to_metric_families(text):
+        if family.name != name or family.type != "histogram":
             continue
-        m = SAMPLE.match(line)
-        if not m:
-            continue
-        sample, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        if sample == f"{name}_bucket":
-            le = re.search(r'le="([^"]+)"', labels)
-            if le:
-                bound = math.inf if le.group(1) == "+Inf" else float(le.group(1))
-                buckets.append((bound, float(value)))
-        elif sample == f"{name}_sum":
-            total = float(value)
-    if not buckets or total is None:
-        return None
-    return Histogram(tuple(sorted(buckets)), total)
+        buckets = [
+            (float(sample.labels["le"]), sample.value)  # float("+Inf") is math.inf
+            for sample in family.samples
+            if sample.name == f"{name}_bucket"
+        ]
+        total = next((s.value for s in family.samples if s.name == f"{name}_sum"), None)
+        if buckets and total is not None:
+            return Histogram(tuple(sorted(buckets)), total)
+    return None
