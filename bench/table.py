@@ -60,7 +60,7 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
     p(head)
     p("-" * len(head))
     cmp = res.get("comparison")
-    for ph in res["closed_loop"] + res["open_loop"] + ([cmp["closed_loop"]] if cmp else []):
+    for ph in phases(res):
         lat, rel = ph["latency_ms"], ph["relay"]
         offered = f"{ph['offered_rps']:.0f}" if ph["offered_rps"] else f"c={ph['connections']}"
         acked = f"{ph['acked_rps']:.0f}" + ("*" if ph.get("saturated") else "")
@@ -168,6 +168,13 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
         p(bar)
 
 
+def phases(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every measured phase in table order: closed loop, open loop, then the compared relay's
+    closed loop."""
+    cmp = res.get("comparison")
+    return [*res["closed_loop"], *res["open_loop"], *([cmp["closed_loop"]] if cmp else [])]
+
+
 def lag_bound(lag: dict[str, Any], key: str) -> str:
     value = lag.get(key)
     if value is not None:
@@ -178,9 +185,7 @@ def lag_bound(lag: dict[str, Any], key: str) -> str:
 
 def print_lag(res: dict[str, Any]) -> None:
     """The relay's own event-loop lag per phase: how a latency tail at a light load shows."""
-    cmp = res.get("comparison")
-    phases = res["closed_loop"] + res["open_loop"] + ([cmp["closed_loop"]] if cmp else [])
-    rows = [ph for ph in phases if ph.get("event_loop_lag") is not None]
+    rows = [ph for ph in phases(res) if ph.get("event_loop_lag") is not None]
     if not rows:
         return
     print()
@@ -196,6 +201,6 @@ def print_lag(res: dict[str, Any]) -> None:
             f"{ph['name']:<11}{lag['samples']:>9}{fmt(lag.get('mean_ms'), '.2f'):>9}"
             f"{lag_bound(lag, 'p99_le_ms'):>9}{lag_bound(lag, 'max_le_ms'):>9}"
         )
-    missing = [ph["name"] for ph in phases if ph.get("event_loop_lag") is None]
+    missing = [ph["name"] for ph in phases(res) if ph.get("event_loop_lag") is None]
     if missing:
         print(f"(no loop-lag metric from the relay in: {', '.join(missing)})")

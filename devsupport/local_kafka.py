@@ -225,9 +225,6 @@ class LocalKafkaCluster(LocalKafka):
             raise LocalKafkaError(f"node {node} is not running")
         os.kill(pid, signum)
 
-    def node_of_port(self, port: int) -> int:
-        return self.ports.index(port) + 1
-
     def active_controller(self) -> int:
         """The KRaft quorum's leader, as the running nodes last recorded it (highest epoch)."""
         best: tuple[int, int] = (-1, -1)
