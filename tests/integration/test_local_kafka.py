@@ -170,10 +170,13 @@ def test_start_fails_fast_when_the_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind((LOOPBACK, 0))
         squatter.listen()
-        instance = LocalKafka(tmp_path / "state", squatter.getsockname()[1])
+        port = squatter.getsockname()[1]
+        instance = LocalKafka(tmp_path / "state", port)
         result = instance.run("start", timeout=30)
     assert result.returncode != 0
     assert "already in use" in result.stderr
+    # Most likely the user's own Kafka: the message says how to use it instead.
+    assert f"KAFKA_BOOTSTRAP_SERVERS={LOOPBACK}:{port} make run" in result.stderr
     assert not instance.is_running()
 
 
