@@ -8,12 +8,19 @@
 #     -e RELAY_AUTH__BEARER_TOKENS='["change-me"]' \
 #     -e RELAY_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 whatsapp-relay
 #
-# The install steps live in scripts/docker-install; CI replays them in a clean virtual
-# environment (scripts/docker-install-check) because it cannot build images.
+# Without Docker: `make image` (scripts/build-image) builds this file with podman, and where the
+# official base image cannot be pulled, on a stand-in with the same Python built from Debian's
+# packages (scripts/build-base-image). The install steps live in scripts/docker-install.
+#
+# Behind a proxy that re-signs TLS, hand pip the proxy's CA bundle as a build secret: it is
+# mounted for the install steps only and never stored in a layer.
+#   docker build --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt -t whatsapp-relay .
 
 ARG PYTHON_VERSION=3.11
+# Both stages use it: the virtual environment's interpreter path must exist in the runtime.
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-trixie
 
-FROM python:${PYTHON_VERSION}-slim-trixie AS build
+FROM ${BASE_IMAGE} AS build
 ENV VIRTUAL_ENV=/opt/venv \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
@@ -21,14 +28,17 @@ WORKDIR /src
 # stays cached until requirements.lock changes.
 COPY scripts/docker-install scripts/docker-install
 COPY requirements.lock ./
-RUN --mount=type=cache,target=/root/.cache/pip sh scripts/docker-install deps
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca-bundle \
+    sh scripts/docker-install deps
 # Then the source; pyproject.toml's ranges are checked against the lock (pip check).
 COPY pyproject.toml README.md ./
 COPY relay/ relay/
-RUN --mount=type=cache,target=/root/.cache/pip sh scripts/docker-install app
+# (pip fetches the build backend, setuptools, for this step: the CA bundle again.)
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca-bundle \
+    sh scripts/docker-install app
 
 
-FROM python:${PYTHON_VERSION}-slim-trixie AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=dev
 LABEL org.opencontainers.image.title="whatsapp-relay" \
       org.opencontainers.image.description="Authenticated WhatsApp Business webhooks in, raw payloads out on Kafka" \

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check tools format lock bench bench-smoke kafka-start kafka-stop clean
+.PHONY: help run test check tools format lock image bench bench-smoke kafka-start kafka-stop clean
 
 ## help: this list
 help:
@@ -55,6 +55,11 @@ format: $(STAMP)
 ## lock: refresh requirements.lock (hashed pins within pyproject.toml's ranges) for the image
 lock:
 	scripts/lock-dependencies
+
+## image: build the Dockerfile with docker or podman (IMAGE=whatsapp-relay:dev); where the
+##   official base cannot be pulled, on a stand-in from Debian's packages (scripts/build-image)
+image:
+	scripts/build-image
 
 ## bench: throughput, latency and cost on one pinned core; fails on any lost record (docs/benchmark.md)
 bench: $(STAMP)
