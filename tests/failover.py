@@ -57,13 +57,15 @@ class SteadyLoad:
     """Posts unique webhooks at a fixed rate (open loop: a slow answer never slows the load) and
     keeps every answer."""
 
-    def __init__(self, url: str, rate: float, *, request_timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, rate: float, *, request_timeout: float = 30.0, token: str = TOKEN
+    ) -> None:
         self.url = url
         self.rate = rate
         self.answers: list[Answer] = []
         self.pending: dict[int, float] = {}  # request index -> due
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
-        self._headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     async def run(self, stop: asyncio.Event) -> None:
         connector = aiohttp.TCPConnector(limit=2048)

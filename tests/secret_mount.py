@@ -1,9 +1,13 @@
-"""A directory laid out and updated the way the kubelet updates a mounted Secret.
+"""A directory laid out and updated the way the kubelet updates a mounted Secret or ConfigMap.
 
 The kubelet's atomic writer puts each version of the files in a fresh hidden directory, points
 the symlink `..data` at it with one rename, and exposes every key as `<key> -> ..data/<key>`.
 The relay is handed `<dir>/<key>`: that path never changes, the old file is not touched (its
 mtime stays), and the previous version's directory is deleted after the swap.
+
+`mode` and `group` are the volume's `defaultMode` and the pod's `fsGroup`: the kubelet makes each
+file that mode, owned by root and that group, so a container user reads a `0440` Secret through
+its group (tests/container runs the image so).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ _versions = itertools.count()
 
 
 class SecretMount:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, mode: int | None = None, group: int | None = None) -> None:
         self.root = root
+        self.mode = mode
+        self.group = group
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -29,7 +35,12 @@ class SecretMount:
         version = self.root / f"..v{next(_versions)}"
         version.mkdir()
         for key, content in files.items():
-            (version / key).write_text(content)
+            file = version / key
+            file.write_text(content)
+            if self.group is not None:
+                os.chown(file, 0, self.group)
+            if self.mode is not None:
+                file.chmod(self.mode)
         data = self.root / "..data"
         previous = data.resolve() if data.is_symlink() else None
         staged = self.root / "..data_tmp"

@@ -1,0 +1,222 @@
+"""The relay's pod as the chart renders it, run on one host the way the kubelet runs it.
+
+`ChartPod` reads the rendered Deployment and turns its one container into a `RunSpec` for the
+container engine: the image and args, the env, the user, group and fsGroup, the read-only root,
+no capabilities, no privilege escalation, every volume mounted where the chart mounts it (the
+ConfigMap and the Secret as the kubelet lays them out, read-only; emptyDir as a tmpfs of its
+size limit). What a single host cannot honour (the Service, the pod network) is replaced by the
+host network, on loopback ports the test chooses through the chart's own values.
+
+A volume kind, an env source or a security setting the chart may grow and this does not know
+fails the suite instead of being dropped: the point is to run what the chart renders.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from devsupport.container import Mount, RunSpec
+from tests.chart import Manifest, relay_config_map, relay_container, relay_pod
+from tests.secret_mount import SecretMount
+
+_QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi)?")
+_UNITS = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+# ConfigMap volumes default to 0644 (the API's defaultMode); the chart sets Secrets' itself.
+_CONFIG_MAP_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: str  # startup, liveness, readiness
+    path: str
+    port: int
+    period: float
+    timeout: float
+    failure_threshold: int
+
+    @property
+    def window(self) -> float:
+        """How long the kubelet waits before it counts the probe failed for good."""
+        return self.period * self.failure_threshold
+
+
+def _bytes(quantity: str) -> int:
+    match = _QUANTITY.fullmatch(quantity)
+    assert match, f"a size the suite does not read: {quantity}"
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+class ChartPod:
+    """The pod of `manifests`; the Secret's files are `secret_files` (key -> content), written
+    under `root` with the ConfigMap's, as the kubelet would."""
+
+    def __init__(self, manifests: list[Manifest], secret_files: dict[str, str], root: Path) -> None:
+        self.manifests = manifests
+        self.pod = relay_pod(manifests)
+        self.container = relay_container(manifests)
+        assert "command" not in self.container, "the chart runs the image's ENTRYPOINT"
+        self.ports = {p["name"]: int(p["containerPort"]) for p in self.container["ports"]}
+        security = {**self.pod.get("securityContext", {}), **self.container["securityContext"]}
+        self.uid = int(security["runAsUser"])
+        self.gid = int(security["runAsGroup"])
+        self.fs_group = self.pod["securityContext"].get("fsGroup")
+        self.security = security
+        self.root = root
+        self.secrets: SecretMount | None = None
+        self._secret_files = secret_files
+        self._mounts: list[Mount] = []
+        self._tmpfs: dict[str, str] = {}
+        for mount in self.container["volumeMounts"]:
+            self._mount(mount)
+
+    # -- what the chart says --------------------------------------------------------------
+
+    @property
+    def image(self) -> str:
+        image: str = self.container["image"]
+        return image
+
+    @property
+    def args(self) -> list[str]:
+        return [str(a) for a in self.container["args"]]
+
+    @property
+    def config_file(self) -> str:
+        """The configuration path the relay is started with (`serve --config PATH`)."""
+        return self.args[self.args.index("--config") + 1]
+
+    @property
+    def grace_seconds(self) -> int:
+        return int(self.pod["terminationGracePeriodSeconds"])
+
+    @property
+    def pre_stop(self) -> list[str]:
+        command: list[str] = self.container["lifecycle"]["preStop"]["exec"]["command"]
+        return command
+
+    def probe(self, kind: str) -> Probe:
+        spec = self.container[f"{kind}Probe"]
+        get = spec["httpGet"]
+        port = get["port"]
+        return Probe(
+            kind,
+            get["path"],
+            self.ports[port] if isinstance(port, str) else int(port),
+            float(spec.get("periodSeconds", 10)),
+            float(spec.get("timeoutSeconds", 1)),
+            int(spec.get("failureThreshold", 3)),
+        )
+
+    def env(self) -> dict[str, str]:
+        env = {}
+        for item in self.container.get("env", []):
+            assert set(item) == {"name", "value"}, f"an env source the suite cannot give: {item}"
+            env[item["name"]] = str(item["value"])
+        return env
+
+    # -- how one host runs it ---------------------------------------------------------------
+
+    def run_spec(self) -> RunSpec:
+        security = self.security
+        assert security.get("runAsNonRoot") is True
+        assert self.uid != 0
+        capabilities = security.get("capabilities", {})
+        assert not capabilities.get("add"), "the chart adds no capability"
+        assert not security.get("privileged", False)
+        assert security.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+        return RunSpec(
+            image=self.image,
+            args=self.args,
+            env=self.env(),
+            user=f"{self.uid}:{self.gid}",
+            group_add=[int(self.fs_group)] if self.fs_group is not None else [],
+            read_only=bool(security.get("readOnlyRootFilesystem")),
+            tmpfs=self._tmpfs,
+            mounts=self._mounts,
+            cap_drop_all="ALL" in capabilities.get("drop", []),
+            no_new_privileges=security.get("allowPrivilegeEscalation") is False,
+        )
+
+    def _mount(self, mount: Manifest) -> None:
+        volumes = {volume["name"]: volume for volume in self.pod["volumes"]}
+        volume = volumes[mount["name"]]
+        target = mount["mountPath"]
+        assert "subPath" not in mount, "a subPath mount is never updated by the kubelet"
+        read_only = bool(mount.get("readOnly", False))
+        if "emptyDir" in volume:
+            size = volume["emptyDir"].get("sizeLimit")
+            self._tmpfs[target] = "rw,mode=1777" + (f",size={_bytes(size)}" if size else "")
+            return
+        if "configMap" in volume:
+            source = volume["configMap"]
+            data = relay_config_map(self.manifests)["data"]
+            assert source["name"] == relay_config_map(self.manifests)["metadata"]["name"]
+            files = self._items(source, data)
+            mode = source.get("defaultMode", _CONFIG_MAP_MODE)
+            self._project(mount["name"], files, mode, target, read_only)
+            return
+        if "secret" in volume:
+            source = volume["secret"]
+            files = self._items(source, self._secret_files)
+            self.secrets = self._project(
+                mount["name"], files, source.get("defaultMode", 0o644), target, read_only
+            )
+            return
+        raise AssertionError(f"a volume the container suite does not know: {volume}")
+
+    @staticmethod
+    def _items(source: Manifest, data: dict[str, str]) -> dict[str, str]:
+        items = source.get("items")
+        if items is None:
+            return dict(data)
+        return {item["path"]: data[item["key"]] for item in items}
+
+    def _project(
+        self, name: str, files: dict[str, str], mode: int, target: str, read_only: bool
+    ) -> SecretMount:
+        # The kubelet makes projected files root-owned with the fsGroup as their group; only
+        # root can do that here (a non-root engine user gets world-readable files instead).
+        as_root = os.geteuid() == 0
+        volume = SecretMount(
+            self.root / name,
+            mode=mode if as_root else mode | 0o444,
+            group=int(self.fs_group) if as_root and self.fs_group is not None else None,
+        )
+        volume.write(files)
+        self._mounts.append(Mount(volume.root, str(PurePosixPath(target)), read_only))
+        return volume
+
+
+def values_for_test(
+    *,
+    image: str,
+    bootstrap: str,
+    topics: dict[str, str],
+    port: int,
+    admin_port: int,
+) -> dict[str, Any]:
+    """Values on top of a chart scenario for one host: the image just built, the suite's Kafka
+    (one broker, so no durability requirement and one replica), the test's own topics, free
+    ports on loopback (the container shares the host network; tests listen on loopback only,
+    through the chart's own extraEnv), and a short preStop pause to keep the suite quick."""
+    repository, _, tag = image.rpartition(":")
+    return {
+        "image": {"repository": repository, "tag": tag},
+        # As README's install example: a Secret of yours with a token list and the verify token.
+        "secrets": {"existingSecretKeys": ["bearer_tokens", "verify_token"]},
+        "config": {
+            "server": {"port": port},
+            "admin": {"port": admin_port},
+            "kafka": {"bootstrap_servers": bootstrap, "require_durable_topics": False},
+            "topics": {**topics, "replication_factor": 1, "min_insync_replicas": 1},
+        },
+        "extraEnv": [
+            {"name": "RELAY_SERVER__HOST", "value": "127.0.0.1"},
+            {"name": "RELAY_ADMIN__HOST", "value": "127.0.0.1"},
+        ],
+        "lifecycle": {"preStopSleepSeconds": 2},
+    }
