@@ -1,9 +1,10 @@
-"""scripts/run-tests, which `make test` runs: the tools in the background, check, then pytest.
+"""scripts/run-tests, which `make test` runs: the tools and the image in the background, check,
+then pytest.
 
-The script runs in a scratch copy of the repository layout where scripts/get-tools, make and
-.venv/bin/pytest are small stand-ins that record their calls and exit as told, so the exit
-status, the order and the clean-up on failure and on Ctrl-C are checked without building
-anything. About two seconds.
+The script runs in a scratch copy of the repository layout where scripts/get-tools,
+scripts/get-container-tools, scripts/build-image, make and .venv/bin/pytest are small stand-ins
+that record their calls and exit as told, so the exit status, the order and the clean-up on
+failure and on Ctrl-C are checked without building anything. About two seconds.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         ),
     )
     write(
+        root / "scripts" / "get-container-tools",
+        STAND_IN.format(name="get-container-tools", body="exit 0"),
+    )
+    write(
+        root / "scripts" / "build-image",
+        STAND_IN.format(name="build-image", body='[ -z "$STUB_IMAGE_HANG" ] || exec sleep 60'),
+    )
+    write(
         root / ".venv" / "bin" / "pytest",
         STAND_IN.format(
             name="pytest",
@@ -54,9 +63,12 @@ def scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         ),
     )
     bin_dir = tmp_path / "bin"
-    # check runs while get-tools does: it finishes only once get-tools has started.
+    # check runs while get-tools and the image build do: it finishes only once both started.
     make = (
-        'until [ -e "$STUB_DIR/get-tools.pid" ]; do sleep 0.05; done\nexit "${STUB_CHECK_EXIT:-0}"'
+        "for job in get-tools build-image; do\n"
+        '  until [ -e "$STUB_DIR/$job.pid" ]; do sleep 0.05; done\n'
+        "done\n"
+        'exit "${STUB_CHECK_EXIT:-0}"'
     )
     write(bin_dir / "make", STAND_IN.format(name="make", body=make))
     stub_dir = tmp_path / "stub"
@@ -109,6 +121,8 @@ def test_tools_check_and_the_suite_all_run_and_pass(scratch: tuple[Path, dict[st
     assert calls(env).index("make") < calls(env).index("pytest")
     assert "get-tools" in calls(env)
     assert "get-tools: helm ready" in result.stderr  # its log is shown
+    # The image for tests/container, once an engine is there.
+    assert calls(env).index("get-container-tools") < calls(env).index("build-image")
 
 
 @pytest.mark.parametrize(
@@ -129,16 +143,17 @@ def test_any_failure_fails_the_run(
 
 def test_a_failed_check_stops_the_tools(scratch: tuple[Path, dict[str, str]]) -> None:
     root, env = scratch
-    result = run(root, env, STUB_CHECK_EXIT="2", STUB_TOOLS_HANG="1")
+    result = run(root, env, STUB_CHECK_EXIT="2", STUB_TOOLS_HANG="1", STUB_IMAGE_HANG="1")
     assert result.returncode == 2
     assert gone(env, "get-tools")
+    assert gone(env, "build-image")
 
 
 def test_ctrl_c_stops_the_suite_and_the_tools(scratch: tuple[Path, dict[str, str]]) -> None:
     root, env = scratch
     process = subprocess.Popen(
         [str(root / "scripts" / "run-tests")],
-        env={**env, "STUB_PYTEST_HANG": "1", "STUB_TOOLS_HANG": "1"},
+        env={**env, "STUB_PYTEST_HANG": "1", "STUB_TOOLS_HANG": "1", "STUB_IMAGE_HANG": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, as a terminal's foreground job
@@ -156,6 +171,7 @@ def test_ctrl_c_stops_the_suite_and_the_tools(scratch: tuple[Path, dict[str, str
         assert process.wait(timeout=20) != 0
         assert gone(env, "pytest")
         assert gone(env, "get-tools")
+        assert gone(env, "build-image")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
