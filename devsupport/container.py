@@ -103,6 +103,8 @@ class RunSpec:
     mounts: Sequence[Mount] = ()
     cap_drop_all: bool = False
     no_new_privileges: bool = False
+    memory_bytes: int | None = None  # resources.limits.memory
+    cpus: float | None = None  # resources.limits.cpu
     network: str = "host"
 
     def run_args(self, name: str) -> list[str]:
@@ -122,6 +124,10 @@ class RunSpec:
             args += ["--cap-drop", "ALL"]
         if self.no_new_privileges:
             args += ["--security-opt", "no-new-privileges"]
+        if self.memory_bytes is not None:
+            args += ["--memory", str(self.memory_bytes)]
+        if self.cpus is not None:
+            args += ["--cpus", str(self.cpus)]
         for key, value in self.env.items():
             args += ["--env", f"{key}={value}"]
         return [*args, self.image, *self.args]

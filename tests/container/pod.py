@@ -7,8 +7,9 @@ ConfigMap and the Secret as the kubelet lays them out, read-only; emptyDir as a 
 size limit). What a single host cannot honour (the Service, the pod network) is replaced by the
 host network, on loopback ports the test chooses through the chart's own values.
 
-A volume kind, an env source or a security setting the chart may grow and this does not know
-fails the suite instead of being dropped: the point is to run what the chart renders.
+The container's memory and CPU limits (`resources.limits`) become the engine's. A volume kind,
+an env source or a security setting the chart may grow and this does not know fails the suite
+instead of being dropped: the point is to run what the chart renders.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class Probe:
     def window(self) -> float:
         """How long the kubelet waits before it counts the probe failed for good."""
         return self.period * self.failure_threshold
+
+
+def _cpus(quantity: str | int | float) -> float:
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
 def _bytes(quantity: str) -> int:
@@ -128,6 +134,7 @@ class ChartPod:
         assert not capabilities.get("add"), "the chart adds no capability"
         assert not security.get("privileged", False)
         assert security.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+        limits = self.container.get("resources", {}).get("limits", {})
         return RunSpec(
             image=self.image,
             args=self.args,
@@ -139,6 +146,8 @@ class ChartPod:
             mounts=self._mounts,
             cap_drop_all="ALL" in capabilities.get("drop", []),
             no_new_privileges=security.get("allowPrivilegeEscalation") is False,
+            memory_bytes=_bytes(limits["memory"]) if "memory" in limits else None,
+            cpus=_cpus(limits["cpu"]) if "cpu" in limits else None,
         )
 
     def _mount(self, mount: Manifest) -> None:

@@ -174,6 +174,9 @@ def test_the_process_runs_as_the_chart_says(booted: Booted) -> None:
     assert int(status["CapBnd"], 16) == 0
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # a filter: the engine's default profile
+    host = booted.container.inspect()["HostConfig"]
+    assert isinstance(host, dict)
+    assert host["Memory"] == booted.container.spec.memory_bytes == 512 * 1024**2  # the limit
     cmdline = Path(f"/proc/{booted.container.pid()}/cmdline").read_bytes().split(b"\0")
     assert b"whatsapp-relay" in cmdline[1] or b"whatsapp-relay" in cmdline[0]
     assert cmdline[-3:-1] == [b"--config", booted.pod.config_file.encode()]
