@@ -13,7 +13,7 @@
 # packages (scripts/build-base-image). The install steps live in scripts/docker-install.
 #
 # Behind a proxy that re-signs TLS, hand pip the proxy's CA bundle as a build secret: it is
-# mounted for the install steps only and never stored in a layer.
+# mounted for the dependency step only (the one that downloads) and never stored in a layer.
 #   docker build --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt -t whatsapp-relay .
 
 ARG PYTHON_VERSION=3.11
@@ -24,8 +24,8 @@ FROM ${BASE_IMAGE} AS build
 ENV VIRTUAL_ENV=/opt/venv \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-# Dependencies first, exactly as locked (hashed pins; `make lock` refreshes them): this layer
-# stays cached until requirements.lock changes.
+# Dependencies and the build backend first, exactly as locked (hashed pins; `make lock` refreshes
+# them): this layer stays cached until requirements.lock changes.
 COPY scripts/docker-install scripts/docker-install
 COPY requirements.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca-bundle \
@@ -33,9 +33,8 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca-bundle 
 # Then the source; pyproject.toml's ranges are checked against the lock (pip check).
 COPY pyproject.toml README.md ./
 COPY relay/ relay/
-# (pip fetches the build backend, setuptools, for this step: the CA bundle again.)
-RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca-bundle \
-    sh scripts/docker-install app
+# Offline (pip --no-index): the build backend came, locked, with the dependencies.
+RUN sh scripts/docker-install app
 
 
 FROM ${BASE_IMAGE} AS runtime

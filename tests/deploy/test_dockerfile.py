@@ -126,6 +126,22 @@ def test_lock_satisfies_every_range_of_pyproject() -> None:
         )
 
 
+def test_the_build_backend_is_locked_and_the_app_phase_is_offline() -> None:
+    # The relay's own wheel is built with pyproject.toml's [build-system] backend at the lock's
+    # pins, hash-checked in the deps phase, never with whatever the index has that day.
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = _locked()
+    for requirement in map(Requirement, pyproject["build-system"]["requires"]):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"the build backend {requirement} is not in {LOCK.name}"
+        (pinned,) = pins[name][0].specifier
+        assert requirement.specifier.contains(pinned.version, prereleases=True)
+    script = INSTALL_SCRIPT.read_text(encoding="utf-8")
+    (install,) = [line for line in script.splitlines() if "pip install --no-deps" in line]
+    assert "--no-build-isolation" in install
+    assert "--no-index" in install
+
+
 def test_runtime_stage_installs_nothing() -> None:
     for instruction in RUNTIME.of("RUN"):
         assert not re.search(r"\b(pip|apt-get|apt|gcc|make)\b", instruction.args), instruction
