@@ -177,6 +177,11 @@ class Publisher:
         producer = self._producer
         return producer is not None and producer.alive
 
+    def live_producer(self) -> Producer | None:
+        """The producer while it runs, for the spool's drainer (relay.spool); else None."""
+        producer = self._producer
+        return producer if producer is not None and producer.alive else None
+
     async def _supervise(self, healthy: bool) -> None:
         interval = self._settings.kafka.readiness_interval_seconds
         limit = self._settings.kafka.restart_backoff_max_seconds
