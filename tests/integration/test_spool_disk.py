@@ -123,7 +123,7 @@ async def test_spool_max_bytes_reached_gives_503_and_every_200_is_drained(
     directory = tmp_path / "spool"
     env = spool_env(unreachable(), names, directory, max_bytes=65536)
     relay = start_serving(RelayProcess(env, tmp_path / "relay.log"))
-    accepted = []
+    accepted: list[int] = []
     try:
         for index in range(12):
             status, outcome, retry_after = await post(relay.url, body(index))
@@ -173,7 +173,8 @@ async def test_a_full_disk_gives_503_never_a_200_without_the_write(
     directory = small_disk / "spool"
     relay = RelayProcess(spool_env(unreachable(), names, directory), tmp_path / "relay.log")
     start_serving(relay)
-    accepted, refused = [], []
+    accepted: list[int] = []
+    refused: list[int] = []
     try:
         for index in range(24):
             status, outcome, retry_after = await post(relay.url, body(index))
