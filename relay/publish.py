@@ -165,6 +165,7 @@ class Publisher:
             raise PublishFailed(PublishError.TIMEOUT, str(exc)) from exc
         except KafkaError as exc:
             # Any Kafka failure means the record may not be stored: the sender must retry.
+            producer.failed(exc)
             self._wake.set()
             raise PublishFailed(PublishError.KAFKA_ERROR, str(exc)) from exc
         finally:
