@@ -94,8 +94,11 @@ class Drainer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
+            # Nothing is sent while the cluster is known to be away: records left waiting in
+            # the producer only come back as duplicates (or, expired, as failures).
             producer = self._publisher.live_producer()
-            if producer is not None and self._room():
+            reachable = self._publisher.kafka.unreachable is None
+            if producer is not None and reachable and self._room():
                 entry = await self._next()
                 if entry is not None:
                     await self._send(producer, *entry)
@@ -194,6 +197,8 @@ class Drainer:
             entry.failed = "cancelled"
         elif (exc := future.exception()) is not None:
             entry.failed = str(exc) or type(exc).__name__
+            if self._producer is not None:
+                self._producer.failed(exc)
         entry.remaining -= 1
         self._wake.set()
 
