@@ -163,12 +163,29 @@ def only(manifests: list[Manifest], kind: str) -> Manifest:
     return found[0]
 
 
+def workload(manifests: list[Manifest]) -> Manifest:
+    """What runs the relay's pods: the Deployment, or with the spool on persistent volumes the
+    StatefulSet."""
+    found = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+    assert len(found) == 1, f"expected one workload, got {kinds(found)}"
+    return found[0]
+
+
+def pod_volumes(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """The pods' volumes by name, a StatefulSet's claim templates among them."""
+    spec = workload(manifests)["spec"]
+    volumes = {volume["name"]: volume for volume in spec["template"]["spec"]["volumes"]}
+    for claim in spec.get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim["spec"]}
+    return volumes
+
+
 def kinds(manifests: list[Manifest]) -> list[str]:
     return sorted(m["kind"] for m in manifests)
 
 
 def relay_container(manifests: list[Manifest]) -> Manifest:
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(manifests)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     result: Manifest = container
     return result
@@ -192,8 +209,7 @@ def container_ports(container: Manifest) -> dict[str, int]:
 
 def mounted_files(manifests: list[Manifest]) -> dict[str, tuple[str, str]]:
     """Container path -> (volume kind, name of the Secret/ConfigMap) for every projected key."""
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    volumes = pod_volumes(manifests)
     files: dict[str, tuple[str, str]] = {}
     for mount in relay_container(manifests)["volumeMounts"]:
         volume = volumes[mount["name"]]
@@ -235,6 +251,7 @@ def test_every_documented_scenario_exists() -> None:
         "production-values.yaml",
         "external-kafka-sasl-values.yaml",
         "existing-secret-values.yaml",
+        "spool-values.yaml",
     }
 
 
@@ -318,7 +335,7 @@ def test_the_relay_is_started_with_the_rendered_config(
     assert "command" not in container, "the image's exec-form ENTRYPOINT must stay PID 1"
     assert container["args"][:2] == ["serve", "--config"]
     config_path = PurePosixPath(container["args"][2])
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(manifests)["spec"]["template"]["spec"]
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(config_path.parent)]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["configMap"]["name"] == relay_config_map(manifests)["metadata"]["name"]
@@ -387,7 +404,7 @@ def test_graceful_shutdown_fits_in_the_grace_period(
     rendered: dict[str, list[Manifest]], scenario: str
 ) -> None:
     manifests = rendered[scenario]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(manifests)["spec"]["template"]["spec"]
     container = relay_container(manifests)
     command = container["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
@@ -411,7 +428,7 @@ def test_too_short_grace_period_fails(helm_env: dict[str, str]) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_restricted_security_context(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     manifests = rendered[scenario]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(manifests)["spec"]["template"]["spec"]
     container = relay_container(manifests)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -563,8 +580,7 @@ def test_secret_files_are_mounted_so_kubernetes_updates_them(
     """The relay follows its credential files as the kubelet rewrites them (README, "Rotating
     credentials"); a subPath mount is never updated, so none may mount a Secret or ConfigMap."""
     manifests = rendered[scenario]
-    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    volumes = pod_volumes(manifests)
     mounts = relay_container(manifests)["volumeMounts"]
     for mount in mounts:
         volume = volumes[mount["name"]]
