@@ -286,7 +286,7 @@ class Settings(_Section):
             and (self.server.host == self.admin.host)
         ):
             raise ValueError("server.port and admin.port must differ")
-        if self.spool.after_seconds >= self.kafka.publish_timeout_seconds:
+        if self.spool.enabled and self.spool.after_seconds >= self.kafka.publish_timeout_seconds:
             raise ValueError(
                 "spool.after_seconds must be below kafka.publish_timeout_seconds (a request "
                 "goes to the spool when Kafka has not acknowledged it by then)"

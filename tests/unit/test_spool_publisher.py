@@ -226,3 +226,17 @@ def test_with_the_spool_on_a_dead_producer_leaves_the_pod_ready_and_says_why() -
     kafka.reached = False  # never reached since start: not ready, spool or not
     kafka.unreachable = "kafka unreachable: no broker"
     assert readiness.reason == "kafka unreachable: no broker"
+
+
+def test_after_seconds_must_leave_kafka_its_publish_timeout_only_with_the_spool_on() -> None:
+    with pytest.raises(ValueError, match=r"spool\.after_seconds must be below"):
+        Settings.model_validate(
+            {
+                "spool": {"enabled": True, "after_seconds": 10},
+                "kafka": {"publish_timeout_seconds": 5},
+            }
+        )
+    # With the spool off the key means nothing: a short publish timeout is as valid as before.
+    assert (
+        Settings.model_validate({"kafka": {"publish_timeout_seconds": 0.5}}).spool.enabled is False
+    )
