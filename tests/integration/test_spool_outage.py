@@ -40,6 +40,33 @@ def counted(relay: RelayProcess, name: str, **labels: str) -> float:
     return relay.metric(name, **labels)
 
 
+async def ride_out_an_outage(
+    kafka: LocalKafka, loads: list[KeyedLoad], steady: RelayProcess, killed: RelayProcess
+) -> None:
+    """Load, then the outage with `killed` killed and restarted halfway, then Kafka back and
+    both spools drained, then a few seconds of load on the direct path."""
+    running = [asyncio.create_task(load.run()) for load in loads]
+    try:
+        await asyncio.sleep(3)
+        outage_started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(kafka.stop)
+        await asyncio.sleep(OUTAGE_SECONDS / 2)
+        killed.kill()  # SIGKILL, in the middle of the outage
+        await asyncio.to_thread(start_serving, killed)  # the same directory, Kafka still away
+        elapsed = asyncio.get_running_loop().time() - outage_started
+        await asyncio.sleep(max(0.0, OUTAGE_SECONDS - elapsed))
+        for relay in (steady, killed):
+            assert relay.metric("whatsapp_relay_spool_requests") > 0, relay.log_tail()
+        await asyncio.to_thread(kafka.start)
+        for relay in (steady, killed):
+            await until_drained(relay, within=90)
+        await asyncio.sleep(3)  # back on the direct path, still under load
+    finally:
+        for load in loads:
+            load.stop.set()
+        await asyncio.gather(*running)
+
+
 @pytest.mark.timeout(300)
 async def test_a_whole_kafka_outage_is_ridden_out_by_the_spool(
     private_kafka: LocalKafka, tmp_path: Path
@@ -50,30 +77,13 @@ async def test_a_whole_kafka_outage_is_ridden_out_by_the_spool(
     killed_env = spool_env(bootstrap, names, tmp_path / "killed")
     created = run_cli("topics", "create", env=steady_env)
     assert created.returncode == 0, created.stdout + created.stderr
-    steady = RelayProcess(steady_env, tmp_path / "steady.log").start(within=60)
-    killed = RelayProcess(killed_env, tmp_path / "killed.log").start(within=60)
-    loads = [KeyedLoad(steady.url, KEYS, PERIOD), KeyedLoad(killed.url, KEYS, PERIOD)]
-    running = [asyncio.create_task(load.run()) for load in loads]
+    steady = RelayProcess(steady_env, tmp_path / "steady.log")
+    killed = RelayProcess(killed_env, tmp_path / "killed.log")
     try:
-        await asyncio.sleep(3)
-        outage_started = asyncio.get_running_loop().time()
-        await asyncio.to_thread(private_kafka.stop)
-        await asyncio.sleep(OUTAGE_SECONDS / 2)
-        killed.kill()  # SIGKILL, in the middle of the outage
-        await asyncio.to_thread(start_serving, killed)  # the same directory, Kafka still away
-        elapsed = asyncio.get_running_loop().time() - outage_started
-        await asyncio.sleep(max(0.0, OUTAGE_SECONDS - elapsed))
-        for relay in (steady, killed):
-            assert relay.metric("whatsapp_relay_spool_requests") > 0, relay.log_tail()
-        await asyncio.to_thread(private_kafka.start)
-        for relay in (steady, killed):
-            await until_drained(relay, within=90)
-        await asyncio.sleep(3)  # back on the direct path, still under load
-    finally:
-        for load in loads:
-            load.stop.set()
-        await asyncio.gather(*running)
-    try:
+        steady.start(within=60)
+        killed.start(within=60)
+        loads = [KeyedLoad(steady.url, KEYS, PERIOD), KeyedLoad(killed.url, KEYS, PERIOD)]
+        await ride_out_an_outage(private_kafka, loads, steady, killed)
         spooled = {
             name: sum(counted(r, "whatsapp_relay_spool_spooled_total", reason=reason)
                       for reason in ("timeout", "unavailable", "kafka_error", "queued"))
