@@ -139,7 +139,14 @@ async def test_spool_max_bytes_reached_gives_503_and_every_200_is_drained(
         )
         assert relay.metric("whatsapp_relay_spool_bytes") <= 65536
     finally:
-        relay.stop()
+        stopped = relay.stop()
+    # SIGTERM with Kafka away: the drain waits out the shutdown bound (5 s), the rest stays on
+    # disk, and the exit is clean.
+    assert stopped is not None
+    assert stopped.exit_code == 0, relay.log_tail()
+    assert stopped.seconds is not None
+    assert stopped.seconds < 5 + 3
+    assert "spool not drained at shutdown" in relay.log()
     drainer = drain_into_kafka(kafka_bootstrap, names, directory, tmp_path / "drain.log")
     try:
         await until_drained(drainer, within=30)
