@@ -121,6 +121,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra environment for the relay (and the --compare-cmd one), "
         "e.g. RELAY_KAFKA__LINGER_MS=5 (repeatable)",
     )
+    ap.add_argument(
+        "--spool",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the phases against the relay with every request spooled "
+        "(spool.after_seconds 0): the fsync's cost next to the direct path",
+    )
+    ap.add_argument(
+        "--spool-dir",
+        type=Path,
+        help="where the spooled run's spool goes: the disk whose fsync is measured "
+        "(default: the run's work dir)",
+    )
     ap.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for /readyz")
     ap.add_argument("--loadgen", help="a built load generator (default: build bench/loadgen)")
     ap.add_argument(

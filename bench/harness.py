@@ -23,6 +23,7 @@ from typing import Any
 from bench import broker as brokers
 from bench import load, reference, report
 from bench import payloads as payload_gen
+from bench import spool as spooling
 from bench.cpus import LOAD_CPU, pin, pinning_problem, unpin
 from bench.procstat import busy_fraction, cpu_times
 from bench.progress import BenchError, log
@@ -51,6 +52,7 @@ class Bench:
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.idle_check: dict[str, float] | None = None
+        self.spool_directory: Path | None = None
 
     # -- environment -------------------------------------------------------------------------
 
@@ -99,9 +101,13 @@ class Bench:
     # -- the run -----------------------------------------------------------------------------
 
     def start_session(
-        self, label: str, relay_cmd: str | None, broker: brokers.Broker
+        self,
+        label: str,
+        relay_cmd: str | None,
+        broker: brokers.Broker,
+        extra_env: list[str] | None = None,
     ) -> RelaySession:
-        """A relay of the run ("relay", or "compare"), its own topics created, ready."""
+        """A relay of the run ("relay", "compare" or "spool"), its own topics created, ready."""
         a = self.args
         workdir = self.workdir / label
         workdir.mkdir()
@@ -116,7 +122,7 @@ class Bench:
             token=TOKEN,
             topics=topics,
             partitions=a.partitions,
-            relay_env=a.relay_env,
+            relay_env=[*a.relay_env, *(extra_env or [])],
             relay_cmd=relay_cmd,
             pinned=self.pin,
         )
@@ -150,6 +156,33 @@ class Bench:
                 )
             )
         return phases
+
+    def spool_session(
+        self, broker: brokers.Broker, closed_acked_rps: float
+    ) -> tuple[RelaySession, dict[str, Any]]:
+        """The relay spooling every request, through the direct path's phases (bench/spool.py)."""
+        a = self.args
+        self.spool_directory = (a.spool_dir or self.workdir) / f"spool-{self.run_id}"
+        disk = spooling.note_disk(self.spool_directory, self.notes)
+        session = self.start_session(
+            "spool", a.relay_cmd, broker, spooling.relay_env(self.spool_directory)
+        )
+        before = spooling.commit_histogram(session)
+        self.drive(session, self.closed_phase("spool-closed"))
+        for phase in self.open_phases(closed_acked_rps):
+            phase.name = f"spool-{phase.name}"
+            time.sleep(a.pause)
+            self.drive(session, phase)
+        drained = spooling.wait_drained(session)
+        commits = spooling.measure_commits(before, session)
+        session.finish()
+        info = {
+            "directory": str(self.spool_directory),
+            "file_system": disk,
+            "drained_seconds": drained,
+            "commit_ms": commits,
+        }
+        return session, info
 
     def drive(self, session: RelaySession, phase: load.Phase) -> None:
         session.run_phase(
@@ -190,6 +223,12 @@ class Bench:
             self.drive(compare, self.closed_phase("compare"))
             compare.finish()
 
+        # The spooled path: the same phases, every request fsynced in the spool first.
+        spooled = None
+        if a.spool:
+            time.sleep(a.pause)
+            spooled = self.spool_session(broker, closed.result["measured"]["ok_rps"])
+
         measured_reference = None
         if a.reference:
             measured_reference = reference.measure(
@@ -217,6 +256,7 @@ class Bench:
             payloads=self.payloads,
             main=main,
             compare=compare,
+            spooled=spooled,
             reference=measured_reference,
             kafka_version=broker.version,
             busy_before_run=self.idle_check,
@@ -244,6 +284,8 @@ class Bench:
             except Exception as exc:  # cleanup must not hide the result
                 log(f"could not delete the bench topics: {exc}")
         self.release_broker()
+        if self.spool_directory is not None and not self.args.keep_workdir:
+            shutil.rmtree(self.spool_directory, ignore_errors=True)
         if not self.args.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:

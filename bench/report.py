@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads as payload_gen
+from bench import spool as spooling
 from bench import targets
 from bench.cpus import LOAD_CPU, RELAY_CPU
 from bench.load import Phase
@@ -104,6 +105,19 @@ def comparison(compare: RelaySession, main_closed: dict[str, Any]) -> dict[str, 
     }
 
 
+def spool_summary(spooled: RelaySession, info: dict[str, Any]) -> dict[str, Any]:
+    """The spooled path's phases, what its group commits cost, and its reconciliation."""
+    return {
+        **info,
+        "closed_loop": [phase_summary(p) for p in spooled.phases if p.mode == "closed"],
+        "open_loop": [phase_summary(p) for p in spooled.phases if p.mode == "open"],
+        "group_commit": spooling.group_commits(spooled.metrics, info.get("commit_ms")),
+        "relay": relay_summary(spooled),
+        "reconciliation": spooled.recon,
+        "metrics": spooled.metrics,
+    }
+
+
 def build(
     args: argparse.Namespace,
     *,
@@ -114,6 +128,7 @@ def build(
     payloads: list[payload_gen.Payload],
     main: RelaySession,
     compare: RelaySession | None,
+    spooled: tuple[RelaySession, dict[str, Any]] | None,
     reference: dict[str, Any] | None,
     kafka_version: str | None,
     busy_before_run: dict[str, float] | None,
@@ -168,6 +183,7 @@ def build(
         "open_loop": opened,
         "reference": reference,
         "comparison": compared,
+        "spool": spool_summary(*spooled) if spooled else None,
         "relay": relay,
         "reconciliation": main.recon,
         "metrics": main.metrics,

@@ -37,7 +37,7 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
         f"(median {pl['bytes']['median']}), {pl['records_per_request']} records per request"
     )
     cols = [
-        ("phase", 11),
+        ("phase", 16),
         ("offered/s", 10),
         ("acked/s", 9),
         ("p50", 8),
@@ -116,6 +116,8 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
             f"exit code {crelay.get('exit_code')}, "
             f"reconciliation {'OK, zero lost' if cmp['reconciliation']['ok'] else 'FAILED'}"
         )
+    if res.get("spool"):
+        print_spool(res["spool"])
     relay = res["relay"]
     p(
         f"relay: peak RSS {fmt(relay.get('peak_rss_mib'), '.1f')} MiB, "
@@ -169,10 +171,30 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
 
 
 def phases(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every measured phase in table order: closed loop, open loop, then the compared relay's
-    closed loop."""
-    cmp = res.get("comparison")
-    return [*res["closed_loop"], *res["open_loop"], *([cmp["closed_loop"]] if cmp else [])]
+    """Every measured phase in table order: closed loop, open loop, the compared relay's
+    closed loop, then the spooled path's."""
+    cmp, spool = res.get("comparison"), res.get("spool")
+    return [
+        *res["closed_loop"],
+        *res["open_loop"],
+        *([cmp["closed_loop"]] if cmp else []),
+        *([*spool["closed_loop"], *spool["open_loop"]] if spool else []),
+    ]
+
+
+def print_spool(spool: dict[str, Any]) -> None:
+    """What the spooled phases' group commits cost."""
+    commit = spool["group_commit"]
+    lag = commit.get("commit_ms") or {}
+    print(
+        f"spool ({spool['file_system']}, every request spooled): {commit['requests']} requests "
+        f"in {commit['commits']} group commits ({fmt(commit.get('requests_per_commit'))} a "
+        f"commit), a commit (write + fsync) mean {fmt(lag.get('mean_ms'))} ms, p99 <= "
+        f"{lag_bound(lag, 'p99_le_ms') if lag else '-'} ms; write + fsync time per request "
+        f"{fmt(commit.get('commit_ms_per_request'), '.4f')} ms; drained "
+        f"{fmt(spool['drained_seconds'])} s after the load; reconciliation "
+        f"{'OK, zero lost' if spool['reconciliation']['ok'] else 'FAILED'}"
+    )
 
 
 def lag_bound(lag: dict[str, Any], key: str) -> str:
@@ -194,11 +216,11 @@ def print_lag(res: dict[str, Any]) -> None:
         "sample every 100 ms;"
     )
     print("p99 and max are the upper bounds of their histogram buckets; ms)")
-    print(f"{'phase':<11}{'samples':>9}{'mean':>9}{'p99 <=':>9}{'max <=':>9}")
+    print(f"{'phase':<16}{'samples':>9}{'mean':>9}{'p99 <=':>9}{'max <=':>9}")
     for ph in rows:
         lag = ph["event_loop_lag"]
         print(
-            f"{ph['name']:<11}{lag['samples']:>9}{fmt(lag.get('mean_ms'), '.2f'):>9}"
+            f"{ph['name']:<16}{lag['samples']:>9}{fmt(lag.get('mean_ms'), '.2f'):>9}"
             f"{lag_bound(lag, 'p99_le_ms'):>9}{lag_bound(lag, 'max_le_ms'):>9}"
         )
     missing = [ph["name"] for ph in phases(res) if ph.get("event_loop_lag") is None]

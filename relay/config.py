@@ -246,6 +246,22 @@ class ShutdownConfig(_Section):
     timeout_seconds: PositiveSeconds = 10.0
 
 
+class SpoolConfig(_Section):
+    """The opt-in durable spool (relay.spool, docs/design.md §9): off, a 200 means Kafka
+    acknowledged; on, Kafka acknowledged or the records are fsynced in `directory`."""
+
+    enabled: bool = False
+    # One relay per directory (a lock file guards it); a local disk, not a network share.
+    directory: Path = Path("/var/lib/whatsapp-relay/spool")
+    # A request Kafka has not acknowledged by then goes to the spool; 0: every request does.
+    after_seconds: float = Field(default=1.0, ge=0)
+    # Bytes the segment files may hold; past it requests get 503 as without a spool.
+    max_bytes: int = Field(default=1024 * 1024 * 1024, ge=64 * 1024)
+    # A segment file is closed and a new one begun past this size; a drained segment is
+    # deleted whole, so this is also how much a crash may publish twice.
+    segment_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -259,6 +275,7 @@ class Settings(_Section):
     topics: TopicsConfig = TopicsConfig()
     routing: RoutingConfig = RoutingConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -269,6 +286,11 @@ class Settings(_Section):
             and (self.server.host == self.admin.host)
         ):
             raise ValueError("server.port and admin.port must differ")
+        if self.spool.enabled and self.spool.after_seconds >= self.kafka.publish_timeout_seconds:
+            raise ValueError(
+                "spool.after_seconds must be below kafka.publish_timeout_seconds (a request "
+                "goes to the spool when Kafka has not acknowledged it by then)"
+            )
         names = list(self.topics.names().values())
         if len(set(names)) != len(names):
             raise ValueError("topic names must be distinct, one per event type")

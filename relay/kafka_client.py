@@ -6,6 +6,12 @@ This is the only module that knows aiokafka's internals:
   task ending for good (a fatal error such as an out-of-order sequence) is the signal.
   `Producer` registers a callback on that task once, at start, which flips `alive`: the hot
   path reads a plain attribute.
+- **Errors an idempotent producer does not survive.** Once the broker answers a batch with an
+  out-of-order sequence number (or an unknown or fenced producer), every later batch to that
+  partition fails the same way, yet aiokafka fails only the batch and keeps its sender running:
+  its accumulator fails a batch whose partition has had no leader for `request_timeout_ms`
+  after numbering it, so the numbers no longer match the broker's. `Producer.failed()` turns
+  such a producer dead, for the supervisor to rebuild.
 - **Cluster facts on connections of their own.** Readiness and the durability check ask the
   brokers for the topics' metadata and settings through `ClusterClient`, never through the
   producer's connections: a broker processes one request per connection at a time, so a
@@ -29,7 +35,14 @@ from typing import Any
 
 import aiokafka
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+    for_code,
+)
 
 from relay.runtime import StartupError
 
@@ -86,6 +99,15 @@ def describe_problems(problems: list[str]) -> str:
     )
 
 
+# Delivery errors after which the producer's sequence numbers no longer match the broker's.
+_FATAL_TO_PRODUCER = (
+    OutOfOrderSequenceNumber,
+    InvalidProducerEpoch,
+    UnknownProducerId,
+    ProducerFenced,
+)
+
+
 class Producer:
     """An `AIOKafkaProducer` and whether it can still deliver.
 
@@ -113,6 +135,13 @@ class Producer:
 
     def _sender_ended(self, _task: asyncio.Future[Any]) -> None:
         self.alive = False
+
+    def failed(self, error: BaseException) -> None:
+        """A delivery failed with `error`: if it is one an idempotent producer does not
+        survive, this one counts as dead from now on."""
+        if self.alive and isinstance(error, _FATAL_TO_PRODUCER):
+            self.alive = False
+            log.error("kafka producer can no longer deliver", extra={"error": type(error).__name__})
 
     async def stop(self, within_seconds: float) -> bool:
         """Flush and close within the bound; False if records were left unflushed.

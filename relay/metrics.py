@@ -14,7 +14,15 @@ from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, Proce
 from relay.classify import KNOWN_UNROUTED_FIELDS
 from relay.config import EventType
 from relay.loopmetrics import Counter, CounterChild, Histogram
-from relay.outcomes import AuthFailure, ConnectionEnd, Outcome, PublishError, ReloadResult
+from relay.outcomes import (
+    AuthFailure,
+    ConnectionEnd,
+    Outcome,
+    PublishError,
+    ReloadResult,
+    SpoolReason,
+    SpoolRefusal,
+)
 
 PREFIX = "whatsapp_relay"
 
@@ -200,6 +208,7 @@ class Metrics:
             registry=r,
         )
         self.topic_min_insync_replicas = {t: min_insync.labels(t.value) for t in EventType}
+        self._spool(r)
         build = Gauge(
             f"{PREFIX}_build_info",
             "Always 1; the relay's version as a label.",
@@ -207,6 +216,66 @@ class Metrics:
             registry=r,
         )
         build.labels(version).set(1)
+
+    def _spool(self, r: CollectorRegistry) -> None:
+        """The durable spool's (relay.spool); all zero while it is off."""
+        self.spool_bytes = Gauge(
+            f"{PREFIX}_spool_bytes",
+            "Bytes of the spool's segment files: records not yet acknowledged by Kafka, and "
+            "acknowledged ones whose segment is not deleted yet.",
+            registry=r,
+        )
+        self.spool_max_bytes = Gauge(
+            f"{PREFIX}_spool_max_bytes",
+            "spool.max_bytes; 0 with the spool off.",
+            registry=r,
+        )
+        self.spool_requests = Gauge(
+            f"{PREFIX}_spool_requests",
+            "Requests answered 200 from the spool whose records Kafka has not acknowledged yet.",
+            registry=r,
+        )
+        self.spool_oldest_age = Gauge(
+            f"{PREFIX}_spool_oldest_age_seconds",
+            "How long ago the oldest request still in the spool was spooled; 0 when empty.",
+            registry=r,
+        )
+        spooled = Counter(
+            f"{PREFIX}_spool_spooled_total",
+            "Requests answered 200 once fsynced in the spool, by why they went there.",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_spooled = {reason: spooled.labels(reason.value) for reason in SpoolReason}
+        self.spool_drained = Counter(
+            f"{PREFIX}_spool_drained_total",
+            "Spooled requests whose every record Kafka acknowledged.",
+            registry=r,
+        )
+        self.spool_corrupt_frames = Counter(
+            f"{PREFIX}_spool_corrupt_frames_total",
+            "Damaged or torn frames found in the spool; each drops the rest of its segment.",
+            registry=r,
+        )
+        refused = Counter(
+            f"{PREFIX}_spool_refused_total",
+            "Requests the spool did not take (each a 503), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_refused = {refusal: refused.labels(refusal.value) for refusal in SpoolRefusal}
+        self.spool_drain_retries = Counter(
+            f"{PREFIX}_spool_drain_retries_total",
+            "Times the drainer gave up what it had in flight and sent it again (a send failed, "
+            "or the producer died).",
+            registry=r,
+        )
+        self.spool_commit_duration = Histogram(
+            f"{PREFIX}_spool_commit_duration_seconds",
+            "One group commit: writing the frames queued meanwhile and their fsync.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def add_credentials(self, labels: Iterable[str]) -> None:
         """Children of the success counter for these credential labels (`Authenticator.labels`).

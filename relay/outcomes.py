@@ -85,6 +85,9 @@ class PublishError(StrEnum):
     UNAVAILABLE = "unavailable"
     TOO_LARGE = "too_large"
     KAFKA_ERROR = "kafka_error"
+    # With the spool on (relay.spool): Kafka did not take the records and the spool could not.
+    SPOOL_FULL = "spool_full"  # spool.max_bytes reached
+    SPOOL_FAILED = "spool_failed"  # the write or its fsync failed, or did not finish in time
 
 
 class ReloadResult(StrEnum):
@@ -93,3 +96,21 @@ class ReloadResult(StrEnum):
     SUCCESS = "success"
     UNREADABLE = "unreadable"  # a file is missing, not readable or not text
     INVALID = "invalid"  # read, but refused: empty, too short, not printable ASCII
+
+
+class SpoolReason(StrEnum):
+    """Why a request went to the spool (relay.spool.publisher)."""
+
+    TIMEOUT = "timeout"  # Kafka did not acknowledge within spool.after_seconds
+    UNAVAILABLE = "unavailable"  # the producer is down or the cluster unreachable
+    KAFKA_ERROR = "kafka_error"  # Kafka refused the records
+    QUEUED = "queued"  # the spool held records: behind them, to keep their order
+    ALWAYS = "always"  # spool.after_seconds is 0
+
+
+class SpoolRefusal(StrEnum):
+    """Why the spool did not take a request (a 503)."""
+
+    FULL = "full"  # spool.max_bytes reached
+    IO_ERROR = "io_error"  # the write or the fsync failed (disk full, I/O error)
+    TIMEOUT = "timeout"  # the disk did not confirm the write within kafka.publish_timeout_seconds

@@ -165,6 +165,7 @@ class Publisher:
             raise PublishFailed(PublishError.TIMEOUT, str(exc)) from exc
         except KafkaError as exc:
             # Any Kafka failure means the record may not be stored: the sender must retry.
+            producer.failed(exc)
             self._wake.set()
             raise PublishFailed(PublishError.KAFKA_ERROR, str(exc)) from exc
         finally:
@@ -176,6 +177,11 @@ class Publisher:
     def producer_alive(self) -> bool:
         producer = self._producer
         return producer is not None and producer.alive
+
+    def live_producer(self) -> Producer | None:
+        """The producer while it runs, for the spool's drainer (relay.spool); else None."""
+        producer = self._producer
+        return producer if producer is not None and producer.alive else None
 
     async def _supervise(self, healthy: bool) -> None:
         interval = self._settings.kafka.readiness_interval_seconds

@@ -10,12 +10,17 @@ never turns readiness off, nor does the whole cluster going away: every replica 
 same moment and the Service would empty, so senders would get the ingress's bare 503 instead of
 the relay's 503 + Retry-After, and the relay's metrics would stop counting them (README,
 "Readiness and Kafka"). `kafka_ready` and `degraded` tell.
+
+With the spool on (relay.spool), a producer that is not running does not turn readiness off
+either: the spool takes the webhooks meanwhile. Its troubles (full, failing writes) are
+`degraded`, for the same reason as an outage: every replica would see them at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass
@@ -38,9 +43,21 @@ class KafkaState:
         return (self.reached, self.unreachable, self.topics_problem) != before
 
 
+class SpoolHealth(Protocol):
+    @property
+    def problem(self) -> str | None:
+        """Why the spool refused the latest request, until it takes one again."""
+
+
 class Readiness:
-    def __init__(self, kafka: KafkaState, producer_alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        kafka: KafkaState,
+        producer_alive: Callable[[], bool],
+        spool: SpoolHealth | None = None,
+    ) -> None:
         self._kafka = kafka
+        self._spool = spool
         # Asked at read time, so a producer that just died turns readiness off before the
         # supervisor has noticed.
         self._producer_alive = producer_alive
@@ -67,7 +84,7 @@ class Readiness:
             return "shutting down"
         if not self.accepting:
             return "starting"
-        if not self._producer_alive():
+        if not self._producer_alive() and self._spool is None:
             return kafka.producer_problem or "kafka producer not running"
         if kafka.topics_problem is not None:
             return kafka.topics_problem
@@ -77,5 +94,13 @@ class Readiness:
 
     @property
     def degraded(self) -> str | None:
-        """Ready, but Kafka does not answer: webhooks get the relay's own 503s."""
-        return self._kafka.unreachable if self._kafka.reached else None
+        """Ready, but Kafka does not answer (webhooks get the relay's own 503s, or go to the
+        spool), or the spool refuses them."""
+        kafka = self._kafka
+        problems = [kafka.unreachable] if kafka.reached and kafka.unreachable else []
+        if self._spool is not None:
+            if not self._producer_alive():
+                problems.append(kafka.producer_problem or "kafka producer not running")
+            if self._spool.problem is not None:
+                problems.append(self._spool.problem)
+        return "; ".join(problems) if problems else None

@@ -5,7 +5,8 @@ Shutdown order (SIGTERM or SIGINT):
 2. for `shutdown.drain_seconds` requests are still served normally (load balancers lag);
 3. the public listener stops accepting; requests on open connections get 503 and
    `Connection: close`, requests in flight finish (200 once acked, else 503);
-4. the producer flushes and closes, bounded even when Kafka is away;
+4. with the spool on, it drains to Kafka for what is left of the bound and keeps the rest on
+   disk; the producer flushes and closes, bounded even when Kafka is away;
 5. the admin listener closes last, so the drain stays observable.
 Steps 3 and 4 share `shutdown.timeout_seconds`.
 
@@ -30,7 +31,8 @@ from relay.credentials import CredentialReloader
 from relay.metrics import Metrics
 from relay.publish import ProducerFactory, Publisher
 from relay.readiness import Readiness
-from relay.webhook import WebhookHandler
+from relay.spool.publisher import SpoolingPublisher
+from relay.webhook import RecordPublisher, WebhookHandler
 
 log = logging.getLogger("relay.service")
 
@@ -51,8 +53,15 @@ class Service:
             unrouted_fields=(f for f, t in settings.routing.fields.items() if t == "unrouted"),
         )
         self.publisher = Publisher(settings, self.metrics, producer_factory=producer_factory)
-        self.readiness = Readiness(self.publisher.kafka, self.publisher.producer_alive)
-        self.handler = WebhookHandler(settings, self.metrics, self.publisher, authenticator)
+        # With the spool off the handler publishes through `publisher` itself (docs/design.md §9).
+        self.spool = (
+            SpoolingPublisher(settings, self.metrics, self.publisher)
+            if settings.spool.enabled
+            else None
+        )
+        publish: RecordPublisher = self.spool or self.publisher
+        self.readiness = Readiness(self.publisher.kafka, self.publisher.producer_alive, self.spool)
+        self.handler = WebhookHandler(settings, self.metrics, publish, authenticator)
         readiness, handler = self.readiness, self.handler
 
         def use(authenticator: Authenticator) -> None:
@@ -94,7 +103,11 @@ class Service:
         await admin_site.start()
         self.admin_port = admin_site.port
 
+        if self.spool is not None:
+            await self.spool.open()  # before the producer: a directory in use fails the start
         await self.publisher.start()
+        if self.spool is not None:
+            self.spool.start_draining()
         lag = runtime.watch_loop_lag(self.metrics.event_loop_lag.observe)
         self._background.append(asyncio.create_task(lag, name="loop-lag"))
         if self.credentials.watching:
@@ -163,6 +176,8 @@ class Service:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.spool is not None:
+            await self.spool.stop(deadline)  # drains within the bound, leaves the rest on disk
         flushed = await self.publisher.stop(max(0.5, deadline - loop.time()))
         if self._admin is not None:
             await self._admin.cleanup()

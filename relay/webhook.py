@@ -46,6 +46,10 @@ _PUBLISH_OUTCOMES: dict[PublishError, Outcome] = {
     PublishError.UNAVAILABLE: Outcome.KAFKA_UNAVAILABLE,
     PublishError.TOO_LARGE: Outcome.KAFKA_UNAVAILABLE,
     PublishError.KAFKA_ERROR: Outcome.KAFKA_UNAVAILABLE,
+    # With the spool on (relay.spool): a capacity bound, like the in-flight caps; a disk that
+    # fails is storage unavailable, as Kafka is.
+    PublishError.SPOOL_FULL: Outcome.OVERLOADED,
+    PublishError.SPOOL_FAILED: Outcome.KAFKA_UNAVAILABLE,
 }
 _LOGGED_WHEN_PUBLISHING = frozenset(_PUBLISH_OUTCOMES.values())
 
@@ -63,11 +67,12 @@ class _Rejected(Exception):
 
 
 class RecordPublisher(Protocol):
-    """What the handler needs of a publisher: `relay.publish.Publisher`, or a small fake in
-    the broker-free unit tests."""
+    """What the handler needs of a publisher: `relay.publish.Publisher`, with the spool on
+    `relay.spool.publisher.SpoolingPublisher`, or a small fake in the broker-free unit tests."""
 
     async def publish(self, records: list[Record]) -> None:
-        """Return once Kafka acknowledged every record; raise `PublishFailed` otherwise."""
+        """Return once Kafka acknowledged every record (or, with the spool on, they are
+        fsynced in it); raise `PublishFailed` otherwise."""
 
 
 class WebhookHandler:

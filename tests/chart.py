@@ -105,10 +105,27 @@ def kinds(manifests: list[Manifest]) -> list[str]:
     return sorted(m["kind"] for m in manifests)
 
 
+def workload(manifests: list[Manifest]) -> Manifest:
+    """What runs the relay's pods: the Deployment, or with the spool on persistent volumes the
+    StatefulSet."""
+    found = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+    assert len(found) == 1, f"expected one workload, got {kinds(found)}"
+    return found[0]
+
+
 def relay_pod(manifests: list[Manifest]) -> Manifest:
     """The pod spec of the relay's workload."""
-    pod: Manifest = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    pod: Manifest = workload(manifests)["spec"]["template"]["spec"]
     return pod
+
+
+def pod_volumes(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """The pods' volumes by name, a StatefulSet's claim templates among them."""
+    spec = workload(manifests)["spec"]
+    volumes = {volume["name"]: volume for volume in spec["template"]["spec"]["volumes"]}
+    for claim in spec.get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim["spec"]}
+    return volumes
 
 
 def relay_container(manifests: list[Manifest]) -> Manifest:

@@ -4,7 +4,8 @@ part of the suite).
 It runs `python -m bench --smoke` as users run `make bench`: the real relay (`whatsapp-relay
 serve`) in a subprocess, the Go load generator, a closed loop and one open-loop rate (half of
 what the closed loop acknowledged), then the same closed loop against a second relay
-(`--compare-cmd`, here the same version), then reads every topic back and reconciles. Only
+(`--compare-cmd`, here the same version), then the same phases with every request spooled
+(`spool.after_seconds: 0`), then reads every topic back and reconciles. Only
 correctness is asserted: the run completed, no acknowledged webhook is missing from Kafka, and
 each figure the result promises is there. Timings are never asserted; they depend on the
 machine.
@@ -97,3 +98,18 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert comparison["versus"]["acked_rps_ratio"] > 0, report
     assert comparison["versus"]["cpu_seconds_per_1000_requests_lower_by"] is not None, report
     assert result["targets"] is None, report  # a smoke run evaluates none
+
+    # The spooled path: the same phases, every request fsynced in the spool before its 200,
+    # then drained to Kafka and reconciled as strictly.
+    spool = result["spool"]
+    spooled_phases = spool["closed_loop"] + spool["open_loop"]
+    assert [p["name"] for p in spooled_phases] == ["spool-closed", "spool-open-0.5x"], report
+    assert spooled_phases[1]["offered_rps"] == opened["offered_rps"], report  # the same load
+    for phase in spooled_phases:
+        assert phase["by_status"].get("200", 0) > 0, report
+    assert spool["reconciliation"]["ok"], report
+    assert spool["reconciliation"]["answered_200"] > 0, report
+    commit = spool["group_commit"]
+    assert commit["requests"] >= spool["reconciliation"]["answered_200"], report
+    assert 0 < commit["commits"] <= commit["requests"], report
+    assert spool["relay"]["exit_code"] == 0, report

@@ -35,6 +35,7 @@ from tests.chart import (
     kinds,
     only,
     parse,
+    pod_volumes,
     relay_config_map,
     relay_container,
     relay_pod,
@@ -112,8 +113,7 @@ def container_ports(container: Manifest) -> dict[str, int]:
 
 def mounted_files(manifests: list[Manifest]) -> dict[str, tuple[str, str]]:
     """Container path -> (volume kind, name of the Secret/ConfigMap) for every projected key."""
-    pod = relay_pod(manifests)
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    volumes = pod_volumes(manifests)
     files: dict[str, tuple[str, str]] = {}
     for mount in relay_container(manifests)["volumeMounts"]:
         volume = volumes[mount["name"]]
@@ -155,6 +155,7 @@ def test_every_documented_scenario_exists() -> None:
         "production-values.yaml",
         "external-kafka-sasl-values.yaml",
         "existing-secret-values.yaml",
+        "spool-values.yaml",
     }
 
 
@@ -483,8 +484,7 @@ def test_secret_files_are_mounted_so_kubernetes_updates_them(
     """The relay follows its credential files as the kubelet rewrites them (README, "Rotating
     credentials"); a subPath mount is never updated, so none may mount a Secret or ConfigMap."""
     manifests = rendered[scenario]
-    pod = relay_pod(manifests)
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    volumes = pod_volumes(manifests)
     mounts = relay_container(manifests)["volumeMounts"]
     for mount in mounts:
         volume = volumes[mount["name"]]

@@ -55,6 +55,9 @@ REQUIRED_ALERTS = {
     "WhatsAppRelayProducerRestarting",
     "WhatsAppRelayKafkaUnavailable",
     "WhatsAppRelayTopicNotDurable",
+    "WhatsAppRelaySpoolFilling",
+    "WhatsAppRelaySpoolStale",
+    "WhatsAppRelaySpoolCorrupt",
 }
 SEVERITIES = {"critical", "warning", "info"}
 # Grafana's built-in variables, replaced by a plausible value before promtool parses a query.

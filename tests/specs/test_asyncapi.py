@@ -121,7 +121,9 @@ def test_a_wrong_record_does_not_conform() -> None:
     assert not headers.is_valid({**good, "ce_id": "a" * 64 + "-status"})
 
 
-async def test_what_the_relay_publishes_conforms(relay_factory: Callable[..., Any]) -> None:
+async def test_what_the_relay_publishes_conforms(
+    relay_factory: Callable[..., Any], tmp_path: Path
+) -> None:
     relay: RunningRelay = await relay_factory(routing={"fields": {"smb_message_echoes": "message"}})
     tracestate = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
     posts = [
@@ -143,10 +145,16 @@ async def test_what_the_relay_publishes_conforms(relay_factory: Callable[..., An
     for data, headers in posts:
         response = await relay.post(samples.body(data), headers=headers)
         assert response.status == 200, data
+    # One more through the durable spool, whose records carry relay-spooled-at as well.
+    spooling: RunningRelay = await relay_factory(
+        spool={"enabled": True, "directory": str(tmp_path / "spool"), "after_seconds": 0}
+    )
+    spooled = samples.envelope(samples.template_change(), waba_id="102290129340399")
+    assert (await spooling.post(samples.body(spooled))).status == 200
     expected = {
         EventType.MESSAGE: 2,
         EventType.STATUS: 1,
-        EventType.TEMPLATE: 1,
+        EventType.TEMPLATE: 2,
         EventType.ACCOUNT: 1,
         EventType.UNROUTED: 2,
     }

@@ -74,6 +74,30 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "whatsapp-relay.secretDir" -}}/etc/whatsapp-relay/secrets{{- end }}
 {{- define "whatsapp-relay.kafkaCaDir" -}}/etc/whatsapp-relay/kafka-ca{{- end }}
 {{- define "whatsapp-relay.kafkaClientCertDir" -}}/etc/whatsapp-relay/kafka-client{{- end }}
+{{- define "whatsapp-relay.spoolDir" -}}/var/lib/whatsapp-relay/spool{{- end }}
+
+{{/*
+The workload: a Deployment, or with the spool on a persistent volume a StatefulSet, whose
+volumeClaimTemplates give each pod a claim of its own ("true" then, else empty).
+*/}}
+{{- define "whatsapp-relay.statefulSet" -}}
+{{- if and .Values.spool.enabled (eq .Values.spool.volume "persistentVolumeClaim") }}true{{- end }}
+{{- end }}
+
+{{- define "whatsapp-relay.workloadKind" -}}
+{{- ternary "StatefulSet" "Deployment" (eq (include "whatsapp-relay.statefulSet" .) "true") }}
+{{- end }}
+
+{{/* The spool volume's size: spool.size, else config.spool.max_bytes (the relay's 1 GiB by
+default) and a quarter more for the file system and the segment being written. */}}
+{{- define "whatsapp-relay.spoolSize" -}}
+{{- if .Values.spool.size }}
+{{- .Values.spool.size }}
+{{- else }}
+{{- $maxBytes := ((.Values.config.spool | default dict).max_bytes | default 1073741824) | int64 }}
+{{- div (mul $maxBytes 5) 4 }}
+{{- end }}
+{{- end }}
 
 {{- define "whatsapp-relay.secretName" -}}
 {{- .Values.secrets.existingSecret | default (include "whatsapp-relay.fullname" .) }}
@@ -181,6 +205,17 @@ files. Secrets never go here.
 {{- end }}
 {{- end }}
 {{- $_ := set $config "kafka" $kafka }}
+{{- $spool := $config.spool | default dict }}
+{{- range $key := list "enabled" "directory" }}
+{{- if hasKey $spool $key }}
+{{- fail (printf "config.spool.%s is set by the chart: use spool.enabled (and spool.volume)" $key) }}
+{{- end }}
+{{- end }}
+{{- if .Values.spool.enabled }}
+{{- $_ := set $spool "enabled" true }}
+{{- $_ := set $spool "directory" (include "whatsapp-relay.spoolDir" .) }}
+{{- $_ := set $config "spool" $spool }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
