@@ -14,14 +14,35 @@ instead of being dropped: the point is to run what the chart renders.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from devsupport.container import Mount, RunSpec
-from tests.chart import Manifest, relay_config_map, relay_container, relay_pod
+import yaml
+
+from devsupport.container import Container, Mount, RunSpec
+from devsupport.ports import LOOPBACK, free_ports
+from devsupport.relay_process import http_get
+from relay.config import EventType
+from tests.chart import (
+    Manifest,
+    pod_volumes,
+    relay_config_map,
+    relay_container,
+    relay_pod,
+    render,
+    workload,
+)
+from tests.conftest import delete_topics
 from tests.secret_mount import SecretMount
 
 _QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi)?")
@@ -62,6 +83,7 @@ class ChartPod:
 
     def __init__(self, manifests: list[Manifest], secret_files: dict[str, str], root: Path) -> None:
         self.manifests = manifests
+        self.kind = workload(manifests)["kind"]
         self.pod = relay_pod(manifests)
         self.container = relay_container(manifests)
         assert "command" not in self.container, "the chart runs the image's ENTRYPOINT"
@@ -73,11 +95,13 @@ class ChartPod:
         self.security = security
         self.root = root
         self.secrets: SecretMount | None = None
+        self.claims: dict[str, Path] = {}  # a persistent volume's name -> its directory here
         self._secret_files = secret_files
         self._mounts: list[Mount] = []
         self._tmpfs: dict[str, str] = {}
+        volumes = pod_volumes(manifests)
         for mount in self.container["volumeMounts"]:
-            self._mount(mount)
+            self._mount(mount, volumes[mount["name"]])
 
     # -- what the chart says --------------------------------------------------------------
 
@@ -150,12 +174,24 @@ class ChartPod:
             cpus=_cpus(limits["cpu"]) if "cpu" in limits else None,
         )
 
-    def _mount(self, mount: Manifest) -> None:
-        volumes = {volume["name"]: volume for volume in self.pod["volumes"]}
-        volume = volumes[mount["name"]]
+    def _mount(self, mount: Manifest, volume: Manifest) -> None:
         target = mount["mountPath"]
         assert "subPath" not in mount, "a subPath mount is never updated by the kubelet"
         read_only = bool(mount.get("readOnly", False))
+        if "persistentVolumeClaim" in volume:
+            # A claim of the StatefulSet's templates: a directory of this host that outlives
+            # the container. The kubelet gives a volume to the pod's fsGroup, group-writable,
+            # new files inheriting the group (setgid).
+            claim = self.root / f"claim-{mount['name']}"
+            claim.mkdir()
+            if os.geteuid() == 0 and self.fs_group is not None:
+                os.chown(claim, 0, int(self.fs_group))
+                claim.chmod(0o2775)
+            else:
+                claim.chmod(0o777)
+            self.claims[mount["name"]] = claim
+            self._mounts.append(Mount(claim, target, read_only))
+            return
         if "emptyDir" in volume:
             size = volume["emptyDir"].get("sizeLimit")
             self._tmpfs[target] = "rw,mode=1777" + (f",size={_bytes(size)}" if size else "")
@@ -216,7 +252,10 @@ def values_for_test(
     return {
         "image": {"repository": repository, "tag": tag},
         # As README's install example: a Secret of yours with a token list and the verify token.
-        "secrets": {"existingSecretKeys": ["bearer_tokens", "verify_token"]},
+        "secrets": {
+            "existingSecret": "whatsapp-relay-credentials",
+            "existingSecretKeys": ["bearer_tokens", "verify_token"],
+        },
         "config": {
             "server": {"port": port},
             "admin": {"port": admin_port},
@@ -229,3 +268,102 @@ def values_for_test(
         ],
         "lifecycle": {"preStopSleepSeconds": 2},
     }
+
+
+# --- booting it as the kubelet does ------------------------------------------------------------
+
+
+@dataclass
+class Booted:
+    """The running pod, and what its boot looked like from the kubelet's side."""
+
+    pod: ChartPod
+    container: Container
+    bootstrap: str
+    topics: dict[EventType, str]
+    healthz_after: float  # seconds from the container's start to the first /healthz 200
+    readyz_before_topics: tuple[int, bytes]
+    topics_create: subprocess.CompletedProcess[str]
+    ready_after: float  # seconds from `topics create` to the first /readyz 200
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.pod.ports['http']}/webhook"
+
+    def admin(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        return http_get(f"http://{LOOPBACK}:{self.pod.ports['admin']}{path}", timeout)
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.container.logs().splitlines() if line.strip()]
+
+
+def _poll(probe_url: str, *, within: float, period: float, timeout: float) -> float | None:
+    """Seconds until `probe_url` first answered 200 (polled every `period`), None if not within."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        with contextlib.suppress(OSError):
+            if http_get(probe_url, timeout)[0] == 200:
+                return time.monotonic() - started
+        time.sleep(period)
+    return None
+
+
+@contextlib.contextmanager
+def boot(
+    scenario: str,
+    *,
+    image: str,
+    helm_env: dict[str, str],
+    bootstrap: str,
+    root: Path,
+    secret_files: dict[str, str],
+    values: dict[str, Any] | None = None,
+) -> Iterator[Booted]:
+    """The chart's `scenario` (plus `values_for_test`, plus `values`) rendered, its pod started
+    as the kubelet starts it, and the startup probe passed; then `topics create` inside the
+    container, as NOTES.txt tells an operator, and the pod ready. The container is removed and
+    the topics deleted afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    topics = {t: f"test.{suffix}.{t.value}" for t in EventType}
+    port, admin_port = free_ports(2)
+    files = [root / "test-values.yaml", root / "scenario-test-values.yaml"]
+    for_test = values_for_test(
+        image=image,
+        bootstrap=bootstrap,
+        topics={t.value: name for t, name in topics.items()},
+        port=port,
+        admin_port=admin_port,
+    )
+    files[0].write_text(yaml.safe_dump(for_test))
+    files[1].write_text(yaml.safe_dump(values or {}))
+    pod = ChartPod(render(helm_env, scenario, *files), secret_files, root)
+    assert pod.image == image, "the chart names the image that was built"
+    container = Container(pod.run_spec(), f"whatsapp-relay-test-{suffix}")
+    admin = f"http://{LOOPBACK}:{admin_port}"
+    container.start()
+    try:
+        startup = pod.probe("startup")
+        healthz_after = _poll(
+            admin + startup.path,
+            within=startup.window,
+            period=startup.period,
+            timeout=startup.timeout,
+        )
+        assert healthz_after is not None, (
+            f"the startup probe never passed within {startup.window} s:\n{container.logs()}"
+        )
+        before = http_get(admin + "/readyz")
+        # NOTES.txt step 4, as an operator runs it: `kubectl exec deploy/... -- whatsapp-relay
+        # topics create --config <the chart's config file>`.
+        created = container.exec("whatsapp-relay", "topics", "create", "--config", pod.config_file)
+        ready_after = _poll(admin + "/readyz", within=30, period=0.2, timeout=2)
+        assert ready_after is not None, f"never ready:\n{container.logs()}"
+        print(
+            f"\npod ({scenario}): /healthz after {healthz_after:.2f} s, ready {ready_after:.2f} s "
+            f"after `topics create`; image {image}"
+        )
+        yield Booted(pod, container, bootstrap, topics, healthz_after, before, created,
+                     ready_after)  # fmt: skip
+    finally:
+        container.remove()
+        asyncio.run(delete_topics(bootstrap, prefix=f"test.{suffix}."))

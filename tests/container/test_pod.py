@@ -10,30 +10,23 @@ memory at idle and under load, the shutdown).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import json
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import aiohttp
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from devsupport.container import Container
-from devsupport.ports import LOOPBACK, free_ports
+from devsupport.ports import LOOPBACK
 from devsupport.relay_process import http_get
 from relay.config import EventType
 from tests import failover, samples
-from tests.chart import render
-from tests.conftest import consume, delete_topics, topic_size
-from tests.container.pod import ChartPod, values_for_test
+from tests.conftest import consume, topic_size
+from tests.container.pod import Booted, boot
 
 # Marked needs_tool("helm") and given a longer timeout by tests/container/conftest.py.
 TOKEN = failover.TOKEN  # what the steady load of the SIGTERM test sends
@@ -49,41 +42,6 @@ def _secret(*tokens: str) -> dict[str, str]:
     return {"bearer_tokens": "".join(f"{t}\n" for t in tokens), "verify_token": VERIFY_TOKEN}
 
 
-@dataclass
-class Booted:
-    """The running pod, and what its boot looked like from the kubelet's side."""
-
-    pod: ChartPod
-    container: Container
-    bootstrap: str
-    topics: dict[EventType, str]
-    healthz_after: float  # seconds from the container's start to the first /healthz 200
-    readyz_before_topics: tuple[int, bytes]
-    topics_create: subprocess.CompletedProcess[str]
-    ready_after: float  # seconds from `topics create` to the first /readyz 200
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.pod.ports['http']}/webhook"
-
-    def admin(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        return http_get(f"http://{LOOPBACK}:{self.pod.ports['admin']}{path}", timeout)
-
-    def log_lines(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.container.logs().splitlines() if line.strip()]
-
-
-def _poll(probe_url: str, *, within: float, period: float, timeout: float) -> float | None:
-    """Seconds until `probe_url` first answered 200 (polled every `period`), None if not within."""
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        with contextlib.suppress(OSError):
-            if http_get(probe_url, timeout)[0] == 200:
-                return time.monotonic() - started
-        time.sleep(period)
-    return None
-
-
 @pytest.fixture(scope="module")
 def booted(
     image: str,
@@ -91,53 +49,15 @@ def booted(
     kafka_bootstrap: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Booted]:
-    suffix = uuid.uuid4().hex[:10]
-    topics = {t: f"test.{suffix}.{t.value}" for t in EventType}
-    port, admin_port = free_ports(2)
-    root = tmp_path_factory.mktemp("pod")
-    values = root / "test-values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            values_for_test(
-                image=image,
-                bootstrap=kafka_bootstrap,
-                topics={t.value: name for t, name in topics.items()},
-                port=port,
-                admin_port=admin_port,
-            )
-        )
-    )
-    pod = ChartPod(render(helm_env, SCENARIO, values), _secret(TOKEN), root)
-    assert pod.image == image, "the chart names the image that was built"
-    container = Container(pod.run_spec(), f"whatsapp-relay-test-{suffix}")
-    admin = f"http://{LOOPBACK}:{admin_port}"
-    container.start()
-    try:
-        startup = pod.probe("startup")
-        healthz_after = _poll(
-            admin + startup.path,
-            within=startup.window,
-            period=startup.period,
-            timeout=startup.timeout,
-        )
-        assert healthz_after is not None, (
-            f"the startup probe never passed within {startup.window} s:\n{container.logs()}"
-        )
-        before = http_get(admin + "/readyz")
-        # NOTES.txt step 4, as an operator runs it: `kubectl exec deploy/... -- whatsapp-relay
-        # topics create --config <the chart's config file>`.
-        created = container.exec("whatsapp-relay", "topics", "create", "--config", pod.config_file)
-        ready_after = _poll(admin + "/readyz", within=30, period=0.2, timeout=2)
-        assert ready_after is not None, f"never ready:\n{container.logs()}"
-        print(
-            f"\npod: /healthz after {healthz_after:.2f} s, ready {ready_after:.2f} s after "
-            f"`topics create`; image {image}"
-        )
-        yield Booted(pod, container, kafka_bootstrap, topics, healthz_after, before, created,
-                     ready_after)  # fmt: skip
-    finally:
-        container.remove()
-        asyncio.run(delete_topics(kafka_bootstrap, prefix=f"test.{suffix}."))
+    with boot(
+        SCENARIO,
+        image=image,
+        helm_env=helm_env,
+        bootstrap=kafka_bootstrap,
+        root=tmp_path_factory.mktemp("pod"),
+        secret_files=_secret(TOKEN),
+    ) as pod:
+        yield pod
 
 
 def test_the_pod_boots_as_its_probes_expect(booted: Booted) -> None:

@@ -11,21 +11,18 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from relay import config as relay_config
-from tests.deploy import test_chart as chart
-from tests.deploy.test_chart import (
-    KUBE_VERSIONS,
+from tests.chart import (
     Manifest,
     helm,
-    install_notes,
-    kubeconform,
     only,
     relay_container,
     render,
-    render_error,
     rendered_relay_config,
     template_args,
     workload,
 )
+from tests.deploy import test_chart as chart
+from tests.deploy.test_chart import KUBE_VERSIONS, install_notes, kubeconform, render_error
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.needs_tool("helm", "kubeconform")]
 # The chart tests' fixtures, used here too.
