@@ -48,7 +48,7 @@ from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
 from relay.outcomes import BODIES, ConnectionEnd, Outcome
-from relay.runtime import StartupError
+from relay.startup import StartupError
 
 log = logging.getLogger("relay.edge")
 

@@ -31,7 +31,7 @@ import aiokafka
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, for_code
 
-from relay.runtime import StartupError
+from relay.startup import StartupError
 
 try:  # the internals; self_check() reports a failed import instead of a traceback
     from aiokafka.client import AIOKafkaClient

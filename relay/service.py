@@ -30,6 +30,7 @@ from relay.credentials import CredentialReloader
 from relay.metrics import Metrics
 from relay.publish import ProducerFactory, Publisher
 from relay.readiness import Readiness
+from relay.startup import StartupError
 from relay.webhook import WebhookHandler
 
 log = logging.getLogger("relay.service")
@@ -74,10 +75,10 @@ class Service:
     async def start(self) -> None:
         server, admin = self.settings.server, self.settings.admin
         if self.settings.serving_problems():
-            raise runtime.StartupError("; ".join(self.settings.serving_problems()))
+            raise StartupError("; ".join(self.settings.serving_problems()))
         missing = runtime.missing_c_extensions()
         if missing and server.require_c_extensions:
-            raise runtime.StartupError(
+            raise StartupError(
                 f"compiled extensions missing: {', '.join(missing)} (reinstall aiohttp and "
                 "aiokafka from their wheels, unset AIOHTTP_NO_EXTENSIONS / "
                 "AIOKAFKA_NO_EXTENSIONS, or set server.require_c_extensions: false to run "
