@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import traceback
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -44,6 +42,7 @@ from aiohttp.http import HttpVersion11, RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
+from relay import request_ids
 from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
@@ -65,23 +64,6 @@ _JSON = "application/json"
 # aiohttp answers a request it could not parse with a placeholder request whose version is
 # HTTP/1.0; the answer should speak the version the server does.
 _ERROR_MESSAGE = web_protocol.ERROR._replace(version=HttpVersion11)
-
-
-class _RequestIds:
-    """32 hex characters: a random prefix drawn once per process, then a counter. Unique like
-    a random id, without a system call per request; drawn on first use, not at import."""
-
-    def __init__(self) -> None:
-        self._prefix = ""
-        self._count = itertools.count()
-
-    def __call__(self) -> str:
-        if not self._prefix:
-            self._prefix = os.urandom(8).hex()
-        return f"{self._prefix}{next(self._count):016x}"
-
-
-new_request_id = _RequestIds()
 
 
 class EdgeLimits(NamedTuple):
@@ -390,7 +372,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had begun; the connection is closed instead")
         response = web.Response(status=status, body=BODIES[outcome], content_type=_JSON)
-        response.headers["X-Request-Id"] = new_request_id()
+        response.headers["X-Request-Id"] = request_ids.new()
         response.force_close()
         return response
 
@@ -435,7 +417,7 @@ def _raw_answer(status: int, outcome: Outcome, retry_after: int) -> bytes:
         f"Content-Type: {_JSON}",
         f"Content-Length: {len(body)}",
         "Connection: close",
-        f"X-Request-Id: {new_request_id()}",
+        f"X-Request-Id: {request_ids.new()}",
     ]
     if status == 503:
         lines.append(f"Retry-After: {retry_after}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import Protocol
 
@@ -18,10 +17,10 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestPayloadError
 
+from relay import request_ids
 from relay.auth import Authenticator, AuthResult
 from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
-from relay.edge import new_request_id
 from relay.metrics import Metrics
 from relay.outcomes import BODIES, STATUS, AuthFailure, Outcome, PublishError
 from relay.publish import PublishFailed
@@ -30,7 +29,6 @@ from relay.tracecontext import trace_headers
 
 log = logging.getLogger("relay.webhook")
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = "application/json"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SIGNATURE = "X-Hub-Signature-256"
@@ -118,7 +116,7 @@ class WebhookHandler:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = _request_id(request)
+        request_id = request_ids.of(request.headers)
         if request.path != self._path:
             outcome = Outcome.NOT_FOUND
             response = self._answer(outcome)
@@ -362,10 +360,3 @@ class WebhookHandler:
         if rejected.close:
             response.force_close()
         return rejected.outcome, response
-
-
-def _request_id(request: web.BaseRequest) -> str:
-    given = request.headers.get("X-Request-Id")
-    if given is not None and _REQUEST_ID.fullmatch(given):
-        return given
-    return new_request_id()
