@@ -34,7 +34,6 @@ import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any, NamedTuple, cast
 
 from aiohttp import hdrs, web, web_protocol
@@ -43,10 +42,11 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
 from relay import request_ids
+from relay.answers import Answers
 from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
-from relay.outcomes import BODIES, ConnectionEnd, Outcome
+from relay.outcomes import ConnectionEnd, Outcome
 from relay.startup import StartupError
 
 log = logging.getLogger("relay.edge")
@@ -59,11 +59,6 @@ DRAIN_SECONDS = 0.25
 SWEEP_SECONDS = 0.25
 # Webhook senders send about ten headers; aiohttp's per-line bounds (8190 bytes) stay.
 MAX_HEADERS = 64
-
-_JSON = "application/json"
-# aiohttp answers a request it could not parse with a placeholder request whose version is
-# HTTP/1.0; the answer should speak the version the server does.
-_ERROR_MESSAGE = web_protocol.ERROR._replace(version=HttpVersion11)
 
 
 class EdgeLimits(NamedTuple):
@@ -85,10 +80,20 @@ class EdgeLimits(NamedTuple):
 
 
 class EdgeRequest(BaseRequest):
+    """aiohttp's request, with its id: the one on its answer, its log lines and its records,
+    whoever writes them (relay.request_ids)."""
+
+    __slots__ = ("request_id",)
+
+    request_id: str
+
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # Runs after aiohttp set its default headers and before they are written.
         response.headers.popall(hdrs.SERVER, None)
         cast(EdgeProtocol, self.protocol).taken = False  # aiohttp's own flag covers it now
+
+
+Handler = Callable[[EdgeRequest], Awaitable[web.StreamResponse]]
 
 
 class EdgeServer(web.Server):
@@ -100,14 +105,16 @@ class EdgeServer(web.Server):
 
     def __init__(
         self,
-        handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+        handler: Handler,
         limits: EdgeLimits,
         metrics: Metrics | None = None,
         *,
         access_log: logging.Logger | None = None,
     ) -> None:
-        super().__init__(handler, request_factory=self._request)
+        # aiohttp types its handler for any request; this server makes only EdgeRequests.
+        super().__init__(cast(Any, handler), request_factory=self._request)
         self.limits = limits
+        self.answers = Answers(limits.retry_after)
         self._metrics = metrics
         self._event_loop = asyncio.get_running_loop()
         self._options: dict[str, Any] = {
@@ -153,10 +160,14 @@ class EdgeServer(web.Server):
         task: asyncio.Task[None],
     ) -> BaseRequest:
         if message is web_protocol.ERROR:
-            message = _ERROR_MESSAGE
+            # aiohttp's placeholder for a request it could not parse says HTTP/1.0; the answer
+            # should speak the version the server does.
+            message = message._replace(version=HttpVersion11)
         # Taken off the queue; aiohttp marks the request in progress only once its task runs.
         cast(EdgeProtocol, protocol).taken = True
-        return EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
+        request = EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
+        request.request_id = request_ids.of(message.headers)
+        return request
 
     # -- admission --------------------------------------------------------------------------
 
@@ -185,9 +196,24 @@ class EdgeServer(web.Server):
         if self._metrics is not None:
             self._metrics.requests[outcome].inc()
 
-    def bad_http(self, reason: str, peer: str | None) -> None:
+    def bad_http(self, reason: str, peer: str | None, request_id: str) -> None:
         self.answered(Outcome.BAD_HTTP)
-        self._bad_http_log.info(reason=reason, peer=peer, outcome=Outcome.BAD_HTTP.value)
+        self._bad_http_log.info(
+            request_id=request_id, outcome=Outcome.BAD_HTTP.value, reason=reason, peer=peer
+        )
+
+    def failed(self, request_id: str, error: BaseException | None) -> None:
+        """A handler raised: a bug, answered 500."""
+        self.answered(Outcome.INTERNAL_ERROR)
+        log.error(
+            "request handler failed",
+            extra={
+                "request_id": request_id,
+                "outcome": Outcome.INTERNAL_ERROR.value,
+                "error": type(error).__name__,
+                "stack": _stack(error),
+            },
+        )
 
     async def _sweep(self) -> None:
         timeout = self.limits.header_timeout
@@ -231,8 +257,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if not self._edge.admit(self):
-            self._edge.answered(Outcome.OVERLOADED)
-            self._answer_and_close(503, Outcome.OVERLOADED)
+            self._refuse(Outcome.OVERLOADED)
             return
         self.head_since = self._edge.now()
 
@@ -310,8 +335,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
             # them holds the error: a cycle only the cyclic collector would free.
             error.__traceback__ = None
             messages.pop()
-            self._edge.bad_http(type(error).__name__, self._peer())
-            self._answer_and_close(400, Outcome.BAD_HTTP)
+            self._refuse(Outcome.BAD_HTTP, reason=type(error).__name__)
             return
         if len(messages) == queued + 1:
             # This chunk ended the head; what it held beyond the head went to the body.
@@ -324,8 +348,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._payload = payload
 
     def _head_too_large(self) -> None:
-        self._edge.bad_http("request head too large", self._peer())
-        self._answer_and_close(431, Outcome.BAD_HTTP)
+        self._refuse(Outcome.BAD_HTTP, 431, "request head too large")
 
     def busy(self) -> bool:
         """A parsed request waits to be handled, is being handled or answered, and the client
@@ -343,8 +366,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         if self._head_bytes:
             # A client that started a request learns why it ended; a connection that never
             # said anything is just closed.
-            self._edge.answered(Outcome.REQUEST_TIMEOUT)
-            self._answer_and_close(408, Outcome.REQUEST_TIMEOUT)
+            self._refuse(Outcome.REQUEST_TIMEOUT)
         else:
             self.head_since = None
             self.cut()
@@ -356,25 +378,20 @@ class EdgeProtocol(web_protocol.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """aiohttp's answer to a handler that raised (500), or to a request it could not parse
-        that `data_received` did not see (400). `message` quotes request bytes: never used."""
+        """aiohttp's answer to a handler that raised (500; 504 for a TimeoutError, which is a
+        bug like any other here), or to a request it could not parse that `data_received` did
+        not see (400). `message` quotes request bytes: never used."""
+        request_id = cast(EdgeRequest, request).request_id
         if status == 400:
             reason = type(exc).__name__ if exc is not None else "bad request"
-            self._edge.bad_http(reason, request.remote)
+            self._edge.bad_http(reason, request.remote, request_id)
             outcome = Outcome.BAD_HTTP
         else:
-            log.error(
-                "request handler failed",
-                extra={"error": type(exc).__name__, "status": status, "stack": _stack(exc)},
-            )
-            self._edge.answered(Outcome.INTERNAL_ERROR)
+            self._edge.failed(request_id, exc)
             outcome = Outcome.INTERNAL_ERROR
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had begun; the connection is closed instead")
-        response = web.Response(status=status, body=BODIES[outcome], content_type=_JSON)
-        response.headers["X-Request-Id"] = request_ids.new()
-        response.force_close()
-        return response
+        return self._edge.answers.response(outcome, request_id, close=True)
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         # aiohttp's own error lines format the exception, whose message may quote request bytes:
@@ -384,15 +401,21 @@ class EdgeProtocol(web_protocol.RequestHandler):
         stack = _stack(exc) if isinstance(exc, BaseException) else ""
         log.error("connection error", extra={"error": error, "stack": stack})
 
-    def _answer_and_close(self, status: int, outcome: Outcome) -> None:
-        """Answer where no request reached the handler, then drain briefly and close."""
+    def _refuse(self, outcome: Outcome, status: int | None = None, reason: str = "") -> None:
+        """Answer where no request reached the handler (counted, and for malformed HTTP logged
+        with `reason`), then drain briefly and close."""
+        request_id = request_ids.new()
+        if outcome is Outcome.BAD_HTTP:
+            self._edge.bad_http(reason, self._peer(), request_id)
+        else:
+            self._edge.answered(outcome)
         self.head_since = None
         transport = self.transport
         if transport is None or self.handling():
             # An answer is being written for an earlier (pipelined) request: no room for ours.
             self.cut()
             return
-        transport.write(_raw_answer(status, outcome, self._edge.limits.retry_after))
+        transport.write(self._edge.answers.raw(outcome, request_id, status=status))
         # Nothing more is handled here: a head parsed in the same read (queued, not yet taken:
         # `handling()` was false) must not reach the handler, and aiohttp's request loop
         # (woken for it, or waiting) is stopped.
@@ -407,21 +430,6 @@ class EdgeProtocol(web_protocol.RequestHandler):
         transport = self.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         return str(peer[0]) if peer else None
-
-
-def _raw_answer(status: int, outcome: Outcome, retry_after: int) -> bytes:
-    """An answer written straight to the socket, where there is no request to answer."""
-    body = BODIES[outcome]
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        f"Content-Type: {_JSON}",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        f"X-Request-Id: {request_ids.new()}",
-    ]
-    if status == 503:
-        lines.append(f"Retry-After: {retry_after}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def _stack(exc: BaseException | None) -> str:

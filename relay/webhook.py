@@ -17,12 +17,13 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestPayloadError
 
-from relay import request_ids
+from relay.answers import Answers
 from relay.auth import Authenticator, AuthResult
 from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
+from relay.edge import EdgeRequest
 from relay.metrics import Metrics
-from relay.outcomes import BODIES, STATUS, AuthFailure, Outcome, PublishError
+from relay.outcomes import AuthFailure, Outcome, PublishError
 from relay.publish import PublishFailed
 from relay.records import Record, build_records
 from relay.tracecontext import trace_headers
@@ -83,10 +84,7 @@ class WebhookHandler:
         self._min_body_rate = server.min_body_rate_bytes_per_second
         self._max_inflight = server.max_inflight_requests
         self._max_inflight_bytes = server.max_inflight_bytes
-        retry_after = {"Retry-After": str(server.retry_after_seconds)}
-        self._headers = {
-            o: {"Content-Type": _JSON, **(retry_after if STATUS[o] == 503 else {})} for o in Outcome
-        }
+        self._answers = Answers(server.retry_after_seconds)
         # Replaced whole when the credential files change (relay.credentials); each request
         # reads it once, so it is checked against one set of credentials from start to end.
         self.authenticator = authenticator
@@ -114,28 +112,26 @@ class WebhookHandler:
         """Return once no webhook request is in flight."""
         await self._idle.wait()
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: EdgeRequest) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = request_ids.of(request.headers)
+        request_id = request.request_id
         if request.path != self._path:
             outcome = Outcome.NOT_FOUND
-            response = self._answer(outcome)
+            response = self._answers.response(outcome, request_id)
         elif request.method == "POST":
             outcome, response = await self._post(request, request_id)
         elif request.method in ("GET", "HEAD"):
             outcome, response = self._verify(request, request_id)
         else:
             outcome = Outcome.METHOD_NOT_ALLOWED
-            response = self._answer(outcome)
-            response.headers["Allow"] = "GET, POST"
-        response.headers["X-Request-Id"] = request_id
+            response = self._answers.response(outcome, request_id)
         self._metrics.requests[outcome].inc()
         self._metrics.request_duration[outcome].observe(time.perf_counter() - started)
         return response
 
     # -- GET: Meta's verification handshake -------------------------------------------------
 
-    def _verify(self, request: web.BaseRequest, request_id: str) -> tuple[Outcome, web.Response]:
+    def _verify(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, web.Response]:
         query = request.query
         token = query.get("hub.verify_token")
         challenge = query.get("hub.challenge")
@@ -145,18 +141,16 @@ class WebhookHandler:
             and challenge is not None
             and self.authenticator.check_verify_token(token)
         ):
-            return Outcome.VERIFIED, web.Response(text=challenge, content_type="text/plain")
+            return Outcome.VERIFIED, self._answers.challenge(challenge, request_id)
         log.info(
             "verification handshake refused",
             extra={"request_id": request_id, "outcome": Outcome.VERIFY_REJECTED.value},
         )
-        return Outcome.VERIFY_REJECTED, self._answer(Outcome.VERIFY_REJECTED)
+        return Outcome.VERIFY_REJECTED, self._answers.response(Outcome.VERIFY_REJECTED, request_id)
 
     # -- POST: the webhook ------------------------------------------------------------------
 
-    async def _post(
-        self, request: web.BaseRequest, request_id: str
-    ) -> tuple[Outcome, web.Response]:
+    async def _post(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, web.Response]:
         received_at = time.time()
         if self.closing:
             return self._reject(request_id, _Rejected(Outcome.SHUTTING_DOWN, "shutting down", True))
@@ -168,7 +162,7 @@ class WebhookHandler:
         self._idle.clear()
         try:
             outcome = await self._accept(request, request_id, received_at, self.authenticator)
-            return outcome, self._answer(outcome)
+            return outcome, self._answers.response(outcome, request_id)
         except _Rejected as rejected:
             return self._reject(request_id, rejected)
         finally:
@@ -177,7 +171,7 @@ class WebhookHandler:
                 self._idle.set()
 
     async def _accept(
-        self, request: web.BaseRequest, request_id: str, received_at: float, auth: Authenticator
+        self, request: EdgeRequest, request_id: str, received_at: float, auth: Authenticator
     ) -> Outcome:
         credentials = self._check_head(request, auth)
         content = request.content
@@ -214,7 +208,7 @@ class WebhookHandler:
             )
         return Outcome.ACCEPTED
 
-    def _check_head(self, request: web.BaseRequest, auth: Authenticator) -> tuple[str, ...]:
+    def _check_head(self, request: EdgeRequest, auth: Authenticator) -> tuple[str, ...]:
         """Everything decided before a body byte is read; the credentials that matched."""
         headers = request.headers
         credentials: tuple[str, ...] = ()
@@ -249,7 +243,7 @@ class WebhookHandler:
             raise _Rejected(Outcome.EXPECTATION_FAILED, "unknown expectation", True)
         return credentials
 
-    async def _receive_body(self, request: web.BaseRequest) -> bytes:
+    async def _receive_body(self, request: EdgeRequest) -> bytes:
         """A body still arriving, counted in the in-flight bytes as it comes (the caller
         releases it), within the time and pace the configuration allows.
 
@@ -343,12 +337,6 @@ class WebhookHandler:
         self._metrics.auth_failures[failure].inc()
         return _Rejected(Outcome.UNAUTHORIZED, failure.value, close)
 
-    def _answer(self, outcome: Outcome) -> web.Response:
-        # Headers from a template per outcome: aiohttp copies them, and parses no content type.
-        return web.Response(
-            status=STATUS[outcome], body=BODIES[outcome], headers=self._headers[outcome]
-        )
-
     def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, web.Response]:
         if rejected.outcome not in _LOGGED_WHEN_PUBLISHING:
             log.info(
@@ -356,7 +344,6 @@ class WebhookHandler:
                 extra={"request_id": request_id, "outcome": rejected.outcome.value,
                        "reason": rejected.reason},
             )  # fmt: skip
-        response = self._answer(rejected.outcome)
-        if rejected.close:
-            response.force_close()
-        return rejected.outcome, response
+        return rejected.outcome, self._answers.response(
+            rejected.outcome, request_id, close=rejected.close
+        )

@@ -285,3 +285,27 @@ def test_the_matrix_covers_every_outcome() -> None:
         Outcome.CLIENT_DISCONNECTED,
     }
     assert covered == set(Outcome)
+
+
+async def test_a_handler_that_fails_answers_500_with_the_requests_own_id(
+    start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    relay: Relay = await start(FakePublisher(RuntimeError("boom")))
+    answer = await send(relay.port, post("X-Request-Id: sender-id-1"))
+    assert answer.status == 500
+    assert answer.headers["x-request-id"] == "sender-id-1"
+    assert orjson.loads(answer.body) == {"status": "internal_error"}
+    [failed] = [r for r in caplog.records if r.getMessage() == "request handler failed"]
+    assert failed.request_id == "sender-id-1"  # type: ignore[attr-defined]
+    assert failed.outcome == "internal_error"  # type: ignore[attr-defined]
+
+
+async def test_malformed_http_is_logged_with_the_id_of_its_answer(
+    start: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    relay: Relay = await start()
+    caplog.set_level("INFO", "relay.edge")
+    answer = await send(relay.port, b"POST /webhook HTTP/1.1\r\nHost: relay\r\nBad Header\r\n\r\n")
+    assert answer.status == 400
+    [line] = [r for r in caplog.records if r.getMessage() == "malformed HTTP"]
+    assert line.request_id == answer.headers["x-request-id"]  # type: ignore[attr-defined]
