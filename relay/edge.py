@@ -59,6 +59,7 @@ DRAIN_SECONDS = 0.25
 SWEEP_SECONDS = 0.25
 # Webhook senders send about ten headers; aiohttp's per-line bounds (8190 bytes) stay.
 MAX_HEADERS = 64
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class EdgeLimits(NamedTuple):
@@ -86,6 +87,14 @@ class EdgeRequest(BaseRequest):
     __slots__ = ("request_id",)
 
     request_id: str
+
+    async def send_continue(self) -> None:
+        """`100 Continue`: the client may send its body now. It is an interim answer, not the
+        answer: the writer's count of bytes written goes back to zero (as aiohttp's own expect
+        handler does), or a handler failing after it would find the answer begun and get no
+        500 (`EdgeProtocol.handle_error`)."""
+        await self.writer.write(_CONTINUE)
+        self.writer.output_size = 0
 
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # Runs after aiohttp set its default headers and before they are written.

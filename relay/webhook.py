@@ -31,7 +31,6 @@ from relay.tracecontext import trace_headers
 log = logging.getLogger("relay.webhook")
 
 _JSON = "application/json"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SIGNATURE = "X-Hub-Signature-256"
 # aiohttp's read buffer: the most one read of a chunked body delivers.
 _CHUNK_ALLOWANCE = 64 * 1024
@@ -255,7 +254,7 @@ class WebhookHandler:
         if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT) is not None:
             # Only a 100-continue expectation gets this far (`_check_head`); everything that
             # could refuse the body before it is sent already has.
-            await request.writer.write(_CONTINUE)
+            await request.send_continue()
         loop = asyncio.get_running_loop()
         started = loop.time()
         latest = started + self._read_timeout

@@ -309,3 +309,25 @@ async def test_malformed_http_is_logged_with_the_id_of_its_answer(
     assert answer.status == 400
     [line] = [r for r in caplog.records if r.getMessage() == "malformed HTTP"]
     assert line.request_id == answer.headers["x-request-id"]  # type: ignore[attr-defined]
+
+
+async def test_a_failure_after_100_continue_still_gets_its_final_answer(
+    start: Callable[..., Any],
+) -> None:
+    relay: Relay = await start(FakePublisher(RuntimeError("boom")))
+    reader, writer = await asyncio.open_connection(LOOPBACK, relay.port)
+    try:
+        writer.write(
+            post("Expect: 100-continue", "X-Request-Id: mine-2", body=b"", length=len(BODY))
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(BODY)
+        final = await asyncio.wait_for(reader.read(), 2)  # until the relay closes
+    finally:
+        writer.close()
+    head, _, body = final.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert b"\r\nX-Request-Id: mine-2\r\n" in head + b"\r\n"
+    assert orjson.loads(body) == {"status": "internal_error"}
+    assert relay.count(Outcome.INTERNAL_ERROR) == 1
