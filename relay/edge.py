@@ -19,8 +19,10 @@ parser errors logged at ERROR with the offending bytes (tokens included) and quo
   `DRAIN_SECONDS`: enough for an honest client to read its answer instead of a reset, too little
   for anyone to keep the relay reading;
 - malformed HTTP gets a JSON 400 with `X-Request-Id`, is counted as `bad_http`, and is logged as
-  one rate-limited INFO line with the error's class and the peer. No request byte ever reaches a
-  log line or an answer, whoever writes it;
+  one rate-limited INFO line with the error's class and the peer. Broken framing inside the body
+  of the request in hand is that request's 400 `bad_http`, answered by its handler; a body the
+  client stops sending ends its request as `client_disconnected`. Neither is an error, and no
+  request byte ever reaches a log line or an answer, whoever writes it;
 - bodies are never inflated (`auto_decompress=False`; the webhook refuses `Content-Encoding`);
 - no `Server` header.
 
@@ -39,6 +41,7 @@ from typing import Any, NamedTuple, cast
 from aiohttp import hdrs, web, web_protocol
 from aiohttp.http import HttpVersion11, RawRequestMessage
 from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
 from relay import request_ids
@@ -273,6 +276,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._edge.forget(self)
         super().connection_lost(exc)
+        self._end_body(ConnectionResetError("the client disconnected"))
         # Both point back here: let reference counting free everything.
         self._payload = None
         if self._close_handle is not None:
@@ -310,6 +314,22 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self.force_close()
         if transport is not None and self.writing_paused:
             transport.abort()
+        self._end_body(ConnectionResetError("the connection was closed"))
+
+    def _end_body(self, error: BaseException) -> None:
+        """The rest of the body in hand will never come: it is malformed, or the connection
+        is gone. A handler reading it (or about to) learns why from `error`, and never takes
+        what came so far for the whole body. aiohttp's read of the rest of a body that was
+        answered without it ("lingering") just stops: woken by the error, or finding the
+        connection gone, it would raise into its request loop, which logs that at ERROR."""
+        body = self._payload
+        if body is None or body.is_eof():
+            return
+        if not (self.handling() or self._messages):
+            body.feed_eof()  # answered: only aiohttp's lingering read can be waiting on it
+        if body.exception() is None:
+            body.set_exception(error)
+        body.feed_eof()
 
     def data_received(self, data: bytes) -> None:
         if not self._keepalive:
@@ -344,6 +364,15 @@ class EdgeProtocol(web_protocol.RequestHandler):
             # them holds the error: a cycle only the cyclic collector would free.
             error.__traceback__ = None
             messages.pop()
+            body = self._payload
+            if body is not None and not body.is_eof():
+                # In the body of the request in hand: its handler answers it (400 bad_http,
+                # closing), as it answers every other refusal of that request. aiohttp's C
+                # parser raises here without telling the body.
+                self._end_body(RequestPayloadError(f"malformed body: {type(error).__name__}"))
+                self.keep_alive(False)  # what still arrives is drained, never parsed
+                self.close()  # and no other request follows on this connection
+                return
             self._refuse(Outcome.BAD_HTTP, reason=type(error).__name__)
             return
         if len(messages) == queued + 1:

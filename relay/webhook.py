@@ -60,6 +60,15 @@ class _Rejected(Exception):
         self.close = close
 
 
+def _body_failed(exc: TimeoutError | RequestPayloadError | ConnectionError) -> _Rejected:
+    """How a body that did not arrive whole ends its request."""
+    if isinstance(exc, TimeoutError):
+        return _Rejected(Outcome.REQUEST_TIMEOUT, "body too slow", True)
+    if isinstance(exc, RequestPayloadError):  # the connection layer saw its framing break
+        return _Rejected(Outcome.BAD_HTTP, "malformed body framing", True)
+    return _Rejected(Outcome.CLIENT_DISCONNECTED, "client went away", True)
+
+
 class RecordPublisher(Protocol):
     """What the handler needs of a publisher: `relay.publish.Publisher`, or a small fake in
     the broker-free unit tests."""
@@ -176,8 +185,11 @@ class WebhookHandler:
         content = request.content
         if request.content_length is not None and content.is_eof():
             # The whole body came with the head (the usual case for webhooks): take it as it is,
-            # with no coroutine and no timer on the hot path.
-            body = content.read_nowait()
+            # with no coroutine and no timer on the hot path. (Or it ended early: the error.)
+            try:
+                body = content.read_nowait()
+            except (RequestPayloadError, ConnectionError) as exc:
+                raise _body_failed(exc) from None
             self._reserve(len(body), held=0)
         else:
             body = await self._receive_body(request)
@@ -270,14 +282,11 @@ class WebhookHandler:
                     chunks.append(chunk)
                     if length is None:
                         limit.reschedule(self._body_deadline(started, latest, None, size))
-        except BaseException as exc:
+        except (TimeoutError, RequestPayloadError, ConnectionError) as exc:
             self._inflight_bytes -= size
-            if isinstance(exc, TimeoutError):
-                raise _Rejected(Outcome.REQUEST_TIMEOUT, "body too slow", True) from None
-            if isinstance(exc, RequestPayloadError):
-                raise _Rejected(Outcome.BAD_HTTP, "malformed body framing", True) from None
-            if isinstance(exc, ConnectionError):
-                raise _Rejected(Outcome.CLIENT_DISCONNECTED, "client went away", True) from None
+            raise _body_failed(exc) from None
+        except BaseException:
+            self._inflight_bytes -= size
             raise
         return b"".join(chunks)
 
