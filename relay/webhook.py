@@ -60,6 +60,12 @@ class _Rejected(Exception):
         self.close = close
 
 
+def _elements(lines: list[str]) -> list[str]:
+    """The elements of a list-valued header over all its lines, in lower case; empty ones are
+    not elements (RFC 9110 §5.6.1)."""
+    return [e for e in (part.strip().lower() for line in lines for part in line.split(",")) if e]
+
+
 def _body_failed(exc: TimeoutError | RequestPayloadError | ConnectionError) -> _Rejected:
     """How a body that did not arrive whole ends its request."""
     if isinstance(exc, TimeoutError):
@@ -235,21 +241,23 @@ class WebhookHandler:
             raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "content-length above limit", True)
         if request.content_type != _JSON:
             raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content type is not JSON", True)
-        coding = headers.get(hdrs.TRANSFER_ENCODING)
-        if coding is not None and coding.strip().lower() != "chunked":
+        # These three are lists, and a list may come in several header lines (RFC 9110 §5.3):
+        # every element of every line counts.
+        framing = headers.getall(hdrs.TRANSFER_ENCODING, ())
+        if framing and _elements(framing) != ["chunked"]:
             # aiohttp's parser accepts `gzip, chunked`; with inflating off, the coded bytes
             # would be the body.
             raise _Rejected(Outcome.BAD_HTTP, "transfer coding other than chunked", True)
-        encoding = headers.get(hdrs.CONTENT_ENCODING)
-        if encoding is not None and encoding.strip().lower() != "identity":
+        encodings = headers.getall(hdrs.CONTENT_ENCODING, ())
+        if encodings and any(coding != "identity" for coding in _elements(encodings)):
             # Neither Meta nor the gateway compresses; inflating would break the byte-for-byte
             # value and let a small body become a large one.
             raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content encoding not accepted", True)
-        expect = headers.get(hdrs.EXPECT)
+        expectations = headers.getall(hdrs.EXPECT, ())
         if (
-            expect is not None
+            expectations
             and request.version >= HttpVersion11
-            and expect.strip().lower() != "100-continue"
+            and any(expectation != "100-continue" for expectation in _elements(expectations))
         ):
             raise _Rejected(Outcome.EXPECTATION_FAILED, "unknown expectation", True)
         return credentials

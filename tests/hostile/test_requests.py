@@ -43,6 +43,9 @@ def signed(body: bytes, secret: str = APP_SECRET) -> bytes:
         (b"deflate", zlib.compress(BODY)),
         (b"br", b"\x0b\x02\x80"),
         (b"gzip, identity", gzip.compress(BODY)),
+        # Content-Encoding is a list, and a list may span lines: every line counts.
+        (b"identity\r\nContent-Encoding: gzip", gzip.compress(BODY)),
+        (b"identity\r\nContent-Encoding: identity, br", b"\x0b\x02\x80"),
     ],
 )
 async def test_compressed_bodies_are_415_and_never_inflated(
@@ -57,10 +60,19 @@ async def test_compressed_bodies_are_415_and_never_inflated(
     assert await bearer.published() == before
 
 
-async def test_identity_encoding_is_the_body_as_sent(bearer: Target) -> None:
-    result = await exchange(
-        bearer.port, head(b"Content-Encoding: identity", length=len(BODY)) + BODY
-    )
+@pytest.mark.parametrize(
+    "lines",
+    [
+        (b"Content-Encoding: identity",),
+        (b"Content-Encoding: Identity, identity",),
+        (b"Content-Encoding: identity", b"Content-Encoding: IDENTITY"),
+        (b"Content-Encoding: ",),  # an empty list: no coding
+    ],
+)
+async def test_identity_encoding_is_the_body_as_sent(
+    bearer: Target, lines: tuple[bytes, ...]
+) -> None:
+    result = await exchange(bearer.port, head(*lines, length=len(BODY)) + BODY)
     assert result.status == 200
 
 
@@ -206,6 +218,10 @@ async def test_refusals_with_an_expectation_get_their_final_status_at_once(
         head(b"Content-Length: 7", length=5) + b"12345",  # two lengths
         head(b"Transfer-Encoding: gzip, chunked") + b"0\r\n\r\n",
         head(b"Transfer-Encoding: chunked, identity") + b"0\r\n\r\n",
+        # Transfer-Encoding is a list too: exactly one `chunked`, over every line.
+        head(b"Transfer-Encoding: identity", b"Transfer-Encoding: chunked") + b"0\r\n\r\n",
+        head(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked") + b"0\r\n\r\n",
+        head(b"Transfer-Encoding: chunked, chunked") + b"0\r\n\r\n",
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer "
         + TOKEN.encode()
         + b"\x0b\r\nContent-Length: 2\r\n\r\n{}",  # a control byte after the token
