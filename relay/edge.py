@@ -122,6 +122,7 @@ class EdgeServer(web.Server):
         metrics: Metrics | None = None,
         *,
         access_log: logging.Logger | None = None,
+        log_interval: float = 1.0,
     ) -> None:
         # aiohttp types its handler for any request; this server makes only EdgeRequests.
         super().__init__(cast(Any, handler), request_factory=self._request)
@@ -141,7 +142,7 @@ class EdgeServer(web.Server):
         }
         # Insertion order is connection age: eviction takes the oldest idle one.
         self.open: dict[EdgeProtocol, None] = {}
-        self._bad_http_log = RateLimitedLog(log, "malformed HTTP")
+        self._bad_http_log = RateLimitedLog(log, "malformed HTTP", log_interval)
         self._sweeper: asyncio.Task[None] | None = None
 
     def __call__(self) -> EdgeProtocol:
@@ -210,9 +211,7 @@ class EdgeServer(web.Server):
 
     def bad_http(self, reason: str, peer: str | None, request_id: str) -> None:
         self.answered(Outcome.BAD_HTTP)
-        self._bad_http_log.info(
-            request_id=request_id, outcome=Outcome.BAD_HTTP.value, reason=reason, peer=peer
-        )
+        self._bad_http_log.info(Outcome.BAD_HTTP, reason, request_id=request_id, peer=peer)
 
     def failed(self, request_id: str, error: BaseException | None) -> None:
         """A handler raised: a bug, answered 500."""

@@ -88,7 +88,11 @@ class Service:
             log.warning("running without compiled extensions", extra={"missing": missing})
         edge.self_check()
         limits = edge.EdgeLimits.of(server)
-        admin_server = edge.EdgeServer(build_admin_handler(self.metrics, self.readiness), limits)
+        admin_server = edge.EdgeServer(
+            build_admin_handler(self.metrics, self.readiness),
+            limits,
+            log_interval=self.settings.log.rate_limit_seconds,
+        )
         self._admin = web.ServerRunner(admin_server, handle_signals=False, shutdown_timeout=1.0)
         await self._admin.setup()
         admin_site = web.TCPSite(self._admin, admin.host, admin.port)
@@ -107,6 +111,7 @@ class Service:
             limits,
             self.metrics,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+            log_interval=self.settings.log.rate_limit_seconds,
         )
         self.metrics.connections.set_function(lambda: len(public_server.open))
         self.metrics.connection_limit.set(server.max_connections)

@@ -22,6 +22,7 @@ from relay.auth import Authenticator, AuthResult
 from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
 from relay.edge import EdgeRequest
+from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
 from relay.outcomes import AuthFailure, Outcome, PublishError
 from relay.publish import PublishFailed
@@ -99,6 +100,11 @@ class WebhookHandler:
         self._max_inflight = server.max_inflight_requests
         self._max_inflight_bytes = server.max_inflight_bytes
         self._answers = Answers(server.retry_after_seconds)
+        # Any client can be refused at will: rate-limited, so a flood costs a bounded log.
+        self._refused = RateLimitedLog(log, "request rejected", settings.log.rate_limit_seconds)
+        self._handshake_refused = RateLimitedLog(
+            log, "verification handshake refused", settings.log.rate_limit_seconds
+        )
         # Replaced whole when the credential files change (relay.credentials); each request
         # reads it once, so it is checked against one set of credentials from start to end.
         self.authenticator = authenticator
@@ -156,9 +162,8 @@ class WebhookHandler:
             and self.authenticator.check_verify_token(token)
         ):
             return Outcome.VERIFIED, self._answers.challenge(challenge, request_id)
-        log.info(
-            "verification handshake refused",
-            extra={"request_id": request_id, "outcome": Outcome.VERIFY_REJECTED.value},
+        self._handshake_refused.info(
+            Outcome.VERIFY_REJECTED, "wrong or no verify token", request_id=request_id
         )
         return Outcome.VERIFY_REJECTED, self._answers.response(Outcome.VERIFY_REJECTED, request_id)
 
@@ -355,11 +360,7 @@ class WebhookHandler:
 
     def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, web.Response]:
         if rejected.outcome not in _LOGGED_WHEN_PUBLISHING:
-            log.info(
-                "request rejected",
-                extra={"request_id": request_id, "outcome": rejected.outcome.value,
-                       "reason": rejected.reason},
-            )  # fmt: skip
+            self._refused.info(rejected.outcome, rejected.reason, request_id=request_id)
         return rejected.outcome, self._answers.response(
             rejected.outcome, request_id, close=rejected.close
         )

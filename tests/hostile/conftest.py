@@ -31,11 +31,14 @@ from tests.conftest import TOKEN, delete_topics, topic_size
 APP_SECRET = "hostile-app-secret-0123456789"
 BODY = samples.body(samples.envelope(samples.status_change()))
 
-# Short bounds, so that every timeout in the suite shows within a couple of seconds.
+# Short bounds, so that every timeout in the suite shows within a couple of seconds; and every
+# refusal logged, so that a test can find its request's line (test_floods keeps the default
+# rate limit, and checks it).
 SHORT_BOUNDS = {
     "RELAY_SERVER__HEADER_TIMEOUT_SECONDS": "1",
     "RELAY_SERVER__KEEPALIVE_TIMEOUT_SECONDS": "2",
     "RELAY_SERVER__BODY_READ_TIMEOUT_SECONDS": "3",
+    "RELAY_LOG__RATE_LIMIT_SECONDS": "0",
 }
 
 

@@ -64,14 +64,26 @@ async def test_a_flood_of_huge_header_lines_leaves_no_memory_behind(flooded: Tar
     assert flooded.outcome("bad_http") == counted + 1500
 
 
-async def test_a_credential_flood_leaves_no_memory_behind(flooded: Target) -> None:
+async def test_a_credential_flood_leaves_no_memory_and_little_log_behind(flooded: Target) -> None:
     raw = head(token=b"guess-0000000000000000", length=len(BODY)) + BODY
     before = flooded.rss_mib()
+    since = len(flooded.log().splitlines())
+    started = time.monotonic()
     statuses = await flood(flooded.port, raw, 3000)
+    seconds = time.monotonic() - started
     assert statuses == {401: 3000}
     after = await settled_rss(flooded)
     assert after < RSS_CEILING_MIB
     assert after < before + 25
+    # One kind of refusal: a line a second at most, and one a second counting the rest.
+    await asyncio.sleep(1.1)  # the last count is written
+    lines = [json.loads(line) for line in flooded.log().splitlines()[since:]]
+    refused = [line for line in lines if line["msg"].startswith("request rejected")]
+    assert len(refused) <= 2 * (seconds + 2)
+    assert {(line["outcome"], line["reason"]) for line in refused} == {
+        ("unauthorized", "invalid_token")
+    }
+    assert sum(line.get("suppressed", 1) for line in refused) == 3000  # every one counted
 
 
 async def test_malformed_http_is_logged_rarely_without_bytes_and_counted(
