@@ -26,7 +26,8 @@ parser errors logged at ERROR with the offending bytes (tokens included) and quo
 - bodies are never inflated (`auto_decompress=False`; the webhook refuses `Content-Encoding`);
 - no `Server` header.
 
-The aiohttp internals this relies on are listed in `self_check()`, which start-up runs.
+It relies on how aiohttp's protocol behaves, not only on its names: `relay.edge_check` drives it
+at every start and refuses to start on an aiohttp that behaves otherwise.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
 from relay.outcomes import ConnectionEnd, Outcome
-from relay.startup import StartupError
 
 log = logging.getLogger("relay.edge")
 
@@ -114,6 +114,18 @@ class EdgeServer(web.Server):
     `metrics` counts the public listener's connection-level answers; the admin listener passes
     None (its requests are not webhooks).
     """
+
+    # Declared, so that the start-up check can tell them from aiohttp's own (relay.edge_check).
+    __slots__ = (
+        "_bad_http_log",
+        "_event_loop",
+        "_metrics",
+        "_options",
+        "_sweeper",
+        "answers",
+        "limits",
+        "open",
+    )
 
     def __init__(
         self,
@@ -227,16 +239,19 @@ class EdgeServer(web.Server):
         )
 
     async def _sweep(self) -> None:
-        timeout = self.limits.header_timeout
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            expired = self.now() - timeout
-            # A head that began while an earlier request is still being answered (pipelining)
-            # waits for that answer; its timeout applies once the connection is free.
-            late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
-            for protocol in late:
-                if not protocol.busy() and protocol.head_since is not None:
-                    protocol.head_timed_out()
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Time out the heads that have taken longer than the header timeout."""
+        expired = self.now() - self.limits.header_timeout
+        # A head that began while an earlier request is still being answered (pipelining)
+        # waits for that answer; its timeout applies once the connection is free.
+        late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
+        for protocol in late:
+            if not protocol.busy() and protocol.head_since is not None:
+                protocol.head_timed_out()
 
 
 class EdgeProtocol(web_protocol.RequestHandler):
@@ -473,27 +488,3 @@ def _stack(exc: BaseException | None) -> str:
     if exc is None or exc.__traceback__ is None:
         return ""
     return "".join(traceback.format_tb(exc.__traceback__))
-
-
-def self_check() -> None:
-    """Fail start-up loudly if aiohttp no longer has what this module relies on."""
-    problems = []
-    handler_slots = getattr(web_protocol.RequestHandler, "__slots__", ())
-    for name in ("_keepalive", "_messages", "_request_in_progress", "_task_handler"):
-        if name not in handler_slots:
-            problems.append(f"aiohttp RequestHandler.{name}")
-    for cls, name in (
-        (web_protocol.RequestHandler, "handle_error"),
-        (web_protocol.RequestHandler, "log_exception"),
-        (BaseRequest, "_prepare_hook"),
-    ):
-        if not callable(getattr(cls, name, None)):
-            problems.append(f"aiohttp {cls.__name__}.{name}")
-    if not isinstance(getattr(web_protocol, "ERROR", None), RawRequestMessage):
-        problems.append("aiohttp web_protocol.ERROR")
-    if problems:
-        raise StartupError(
-            "this aiohttp release lacks what the relay's connection layer relies on: "
-            + ", ".join(problems)
-            + " (install the aiohttp version pyproject.toml allows)"
-        )

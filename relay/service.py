@@ -22,7 +22,7 @@ import ssl
 
 from aiohttp import web
 
-from relay import __version__, edge, runtime
+from relay import __version__, edge, edge_check, runtime
 from relay.admin import build_admin_handler
 from relay.auth import Authenticator
 from relay.config import Settings
@@ -86,7 +86,7 @@ class Service:
             )
         if missing:
             log.warning("running without compiled extensions", extra={"missing": missing})
-        edge.self_check()
+        await edge_check.self_check()
         limits = edge.EdgeLimits.of(server)
         admin_server = edge.EdgeServer(
             build_admin_handler(self.metrics, self.readiness),

@@ -113,6 +113,25 @@ def test_serve_refuses_an_aiokafka_that_lacks_what_the_relay_relies_on(tmp_path:
     assert "install aiokafka>=0.14,<0.15" in stderr
 
 
+def test_serve_refuses_an_aiohttp_that_behaves_otherwise(tmp_path: Path) -> None:
+    # An aiohttp release whose responses no longer call the prepare hook: every name is there,
+    # only the behaviour changed, as sitecustomize makes it.
+    (tmp_path / "sitecustomize.py").write_text(
+        "from aiohttp import web\n"
+        "async def _start(self, request):\n"
+        "    self._req = request\n"
+        "    writer = self._payload_writer = request._payload_writer\n"
+        "    await self._prepare_headers()\n"
+        "    await self._write_headers()\n"
+        "    return writer\n"
+        "web.StreamResponse._start = _start\n"
+    )
+    stderr = refused_start({"PYTHONPATH": str(tmp_path)})
+    assert "does not behave as the relay's connection layer (relay/edge.py) relies on" in stderr
+    assert "the prepare hook was not called" in stderr
+    assert "install aiohttp>=3.14.3,<3.15" in stderr.lower()
+
+
 def test_serve_refuses_to_start_without_credentials() -> None:
     for command in ("serve", "check-config"):
         result = run_cli(command, env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
