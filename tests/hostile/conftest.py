@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 import pytest
 
+from devsupport import samples
 from devsupport.ports import LOOPBACK
 from devsupport.relay_process import RelayProcess
 from relay import config
 from relay.topics import create_topics
-from tests import samples
 from tests.conftest import TOKEN, delete_topics, topic_size
 
 APP_SECRET = "hostile-app-secret-0123456789"

@@ -16,11 +16,10 @@ import pytest
 import trustme
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from devsupport import topics
+from devsupport import samples, topics
 from devsupport.ports import LOOPBACK, free_port
 from devsupport.relay_process import RELAY, RelayProcess
 from relay import config
-from tests import samples
 from tests.conftest import SECOND_TOKEN, TOKEN, SettingsFactory
 
 

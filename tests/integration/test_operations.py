@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from devsupport import samples
 from devsupport.ports import LOOPBACK
 from relay import logs
 from relay.config import EventType
@@ -21,7 +22,6 @@ from relay.metrics import LATENCY_BUCKETS
 from relay.outcomes import AuthFailure, Outcome, PublishError
 from relay.service import Service
 from relay.topics import create_topics
-from tests import samples
 from tests.conftest import (
     APP_SECRET,
     TOKEN,

@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devsupport import samples
 from devsupport.local_kafka import LocalKafka
 from devsupport.ports import LOOPBACK
 from relay.service import Service
 from relay.topics import create_topics
-from tests import samples
 from tests.conftest import TOKEN, SettingsFactory, consume, start_relay, wait_ready
 
 PUBLISH_TIMEOUT = 1.5

@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devsupport import samples
 from devsupport.relay_process import RelayProcess, http_status
-from tests import samples
 from tests.conftest import SettingsFactory, topic_size
 from tests.integration.test_cli import run_cli, settings_env
 from tests.secret_mount import SecretMount

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import aiohttp
 
+from devsupport import samples
 from devsupport.local_kafka import LocalKafka
 from devsupport.relay_process import RelayProcess
-from tests import samples
 from tests.conftest import TOKEN, SettingsFactory, consume
 from tests.integration.test_cli import run_cli, settings_env
 

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
+from devsupport import samples
 from devsupport.ports import LOOPBACK
 from relay.config import EventType
-from tests import samples
 from tests.conftest import (
     APP_SECRET,
     SECOND_TOKEN,

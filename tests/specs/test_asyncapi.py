@@ -22,10 +22,10 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from devsupport import samples
 from relay import __version__
 from relay.config import EventType, Settings, TopicsConfig
 from relay.records import CE_TYPES
-from tests import samples
 from tests.conftest import RunningRelay, consume
 
 REPO = Path(__file__).resolve().parents[2]

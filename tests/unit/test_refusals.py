@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from devsupport import samples
 from devsupport.ports import LOOPBACK
 from relay import config
 from relay.auth import Authenticator
@@ -24,7 +25,6 @@ from relay.outcomes import STATUS, Outcome, PublishError
 from relay.publish import PublishFailed
 from relay.records import Record
 from relay.webhook import WebhookHandler
-from tests import samples
 
 TOKEN = "unit-token-0123456789"
 SECRET = "unit-app-secret-0123456789"
