@@ -6,7 +6,7 @@ One module per concern, each written once:
 - ``ports``: free loopback ports;
 - ``local_kafka``: ``scripts/local-kafka`` driven from Python (a broker or a cluster of its own);
 - ``relay_process``: ``whatsapp-relay serve`` as a process, ready when its admin port says so;
-- ``topics``: creating, describing and deleting topics with Kafka's admin API (the product's
+- ``topics``: creating, describing, reading back, counting and deleting topics (the product's
   own ``relay.topics.create_topics`` stays the way to create the relay's configured topics);
 - ``docker_install_check``: the Dockerfile replayed without Docker
   (``scripts/docker-install-check``);

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hashlib
-import hmac
 import uuid
 import zlib
 
@@ -14,22 +12,11 @@ import orjson
 import pytest
 
 from devsupport.ports import LOOPBACK
-from tests.conftest import TOKEN
-from tests.hostile.conftest import (
-    APP_SECRET,
-    BODY,
-    Target,
-    exchange,
-    head,
-    held_open,
-)
+from tests.hostile.conftest import BODY
+from tests.raw_http import AUTO, exchange, held_open, raw_request, signed
+from tests.relays import TOKEN, RelayUnderTest
 
 pytestmark = pytest.mark.asyncio
-
-
-def signed(body: bytes, secret: str = APP_SECRET) -> bytes:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return b"X-Hub-Signature-256: sha256=" + digest.encode()
 
 
 # -- compressed bodies ------------------------------------------------------------------------
@@ -49,11 +36,11 @@ def signed(body: bytes, secret: str = APP_SECRET) -> bytes:
     ],
 )
 async def test_compressed_bodies_are_415_and_never_inflated(
-    bearer: Target, encoding: bytes, payload: bytes
+    bearer: RelayUnderTest, encoding: bytes, payload: bytes
 ) -> None:
     before = await bearer.published()
     result = await exchange(
-        bearer.port, head(b"Content-Encoding: " + encoding, length=len(payload)) + payload
+        bearer.port, raw_request(b"Content-Encoding: " + encoding, body=payload)
     )
     assert result.status == 415
     assert result.body == b'{"status":"unsupported_media_type"}'
@@ -70,14 +57,14 @@ async def test_compressed_bodies_are_415_and_never_inflated(
     ],
 )
 async def test_identity_encoding_is_the_body_as_sent(
-    bearer: Target, lines: tuple[bytes, ...]
+    bearer: RelayUnderTest, lines: tuple[bytes, ...]
 ) -> None:
-    result = await exchange(bearer.port, head(*lines, length=len(BODY)) + BODY)
+    result = await exchange(bearer.port, raw_request(*lines, body=BODY))
     assert result.status == 200
 
 
 async def test_a_gzip_bomb_is_refused_before_authentication_and_before_inflating(
-    signature_only: Target,
+    signature_only: RelayUnderTest,
 ) -> None:
     bomb = gzip.compress(b" " * (128 * 1024 * 1024))  # 127 KiB that would inflate to 128 MiB
     before = signature_only.rss_mib()
@@ -85,7 +72,7 @@ async def test_a_gzip_bomb_is_refused_before_authentication_and_before_inflating
         *(
             exchange(
                 signature_only.port,
-                head(b"Content-Encoding: gzip", signed(bomb), token=None, length=len(bomb)) + bomb,
+                raw_request(b"Content-Encoding: gzip", signed(bomb), token=None, body=bomb),
             )
             for _ in range(8)
         )
@@ -97,10 +84,10 @@ async def test_a_gzip_bomb_is_refused_before_authentication_and_before_inflating
 # -- slow and stalled uploads ---------------------------------------------------------------
 
 
-async def test_a_trickled_small_body_is_cut_by_the_minimum_rate(bearer: Target) -> None:
+async def test_a_trickled_small_body_is_cut_by_the_minimum_rate(bearer: RelayUnderTest) -> None:
     # 500 bytes announced, one byte every 0.2 s: at 16 KiB/s after a 2 s grace the body is due
     # after about 2.03 s, long before the 3 s body timeout.
-    pieces = [head(length=500), *(b" " for _ in range(40))]
+    pieces = [raw_request(length=500), *(b" " for _ in range(40))]
     result = await exchange(bearer.port, *pieces, pause=0.2, read_for=6)
     assert result.status == 408
     assert result.closed
@@ -111,16 +98,16 @@ async def test_a_trickled_small_body_is_cut_by_the_minimum_rate(bearer: Target) 
 async def test_a_hundred_stalled_unauthenticated_uploads_keep_no_one_out(
     request: pytest.FixtureRequest, mode: str
 ) -> None:
-    target: Target = request.getfixturevalue(mode)
+    target: RelayUnderTest = request.getfixturevalue(mode)
     # Each announces the largest body allowed, sends a little of it and stalls.
-    stall = head(b"X-Hub-Signature-256: sha256=" + b"0" * 64, token=b"wrong-token-0123456789",
-                 length=4 * 1024 * 1024) + b"{" * 1000  # fmt: skip
+    stall = raw_request(b"X-Hub-Signature-256: sha256=" + b"0" * 64, token="wrong-token-0123456789",
+                        length=4 * 1024 * 1024, body=b"{" * 1000)  # fmt: skip
     async with held_open(target.port, 100, stall):
         await asyncio.sleep(0.3)
         if mode == "bearer":
-            good = head(length=len(BODY)) + BODY
+            good = raw_request(body=BODY)
         else:
-            good = head(signed(BODY), token=None, length=len(BODY)) + BODY
+            good = raw_request(signed(BODY), token=None, body=BODY)
         result = await exchange(target.port, good, read_for=3)
         assert result.status == 200
 
@@ -128,23 +115,23 @@ async def test_a_hundred_stalled_unauthenticated_uploads_keep_no_one_out(
 # -- ambiguous credentials ------------------------------------------------------------------
 
 
-async def test_two_authorization_headers_are_401_even_if_one_is_right(bearer: Target) -> None:
+async def test_two_authorization_headers_are_401_even_if_one_is_right(
+    bearer: RelayUnderTest,
+) -> None:
     before = await bearer.published()
     for second in (b"Bearer wrong-token-0123456789", b"Bearer " + TOKEN.encode()):
-        result = await exchange(
-            bearer.port, head(b"Authorization: " + second, length=len(BODY)) + BODY
-        )
+        result = await exchange(bearer.port, raw_request(b"Authorization: " + second, body=BODY))
         assert result.status == 401
     assert await bearer.published() == before
 
 
-async def test_two_signature_headers_are_401_even_if_one_is_right(signature_only: Target) -> None:
+async def test_two_signature_headers_are_401_even_if_one_is_right(
+    signature_only: RelayUnderTest,
+) -> None:
     before = await signature_only.published()
     wrong = b"X-Hub-Signature-256: sha256=" + b"0" * 64
     for pair in ((signed(BODY), wrong), (wrong, signed(BODY)), (signed(BODY), signed(BODY))):
-        result = await exchange(
-            signature_only.port, head(*pair, token=None, length=len(BODY)) + BODY
-        )
+        result = await exchange(signature_only.port, raw_request(*pair, token=None, body=BODY))
         assert result.status == 401
     assert await signature_only.published() == before
 
@@ -152,14 +139,14 @@ async def test_two_signature_headers_are_401_even_if_one_is_right(signature_only
 # -- Expect: 100-continue ---------------------------------------------------------------------
 
 
-async def test_expect_continue_is_answered_before_the_body(bearer: Target) -> None:
+async def test_expect_continue_is_answered_before_the_body(bearer: RelayUnderTest) -> None:
     expect = b"Expect: 100-continue"
-    result = await exchange(bearer.port, head(expect, length=len(BODY)), read_for=0.5)
+    result = await exchange(bearer.port, raw_request(expect, length=len(BODY)), read_for=0.5)
     assert result.answer == b"HTTP/1.1 100 Continue\r\n\r\n"
 
     # The whole exchange: the final answer follows the body.
     reader, writer = await asyncio.open_connection(LOOPBACK, bearer.port)
-    writer.write(head(expect, length=len(BODY)))
+    writer.write(raw_request(expect, length=len(BODY)))
     assert (
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == b"HTTP/1.1 100 Continue\r\n\r\n"
     )
@@ -173,33 +160,16 @@ async def test_expect_continue_is_answered_before_the_body(bearer: Target) -> No
     ("pieces", "status"),
     [
         # Refused before the body: the final status at once, never a 100.
-        ((b"Expect: 100-continue",), 401),
+        ((b"Expect: 100-continue", b"Content-Length: 100"), 401),
         ((b"Expect: 100-continue", b"Content-Length: 999999999"), 413),
-        ((b"Expect: 100-continue", b"Content-Type: text/plain"), 415),
-        ((b"Expect: something-else",), 417),
+        ((b"Expect: 100-continue", b"Content-Type: text/plain", b"Content-Length: 100"), 415),
+        ((b"Expect: something-else", b"Content-Length: 100"), 417),
     ],
 )
 async def test_refusals_with_an_expectation_get_their_final_status_at_once(
-    bearer: Target, pieces: tuple[bytes, ...], status: int
+    bearer: RelayUnderTest, pieces: tuple[bytes, ...], status: int
 ) -> None:
-    token = None if status == 401 else TOKEN.encode()
-    lines = list(pieces)
-    raw = (
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\n"
-        + (
-            b""
-            if any(p.startswith(b"Content-Type") for p in lines)
-            else b"Content-Type: application/json\r\n"
-        )
-        + (b"Authorization: Bearer " + token + b"\r\n" if token else b"")
-        + (
-            b""
-            if any(p.startswith(b"Content-Length") for p in lines)
-            else b"Content-Length: 100\r\n"
-        )
-        + b"".join(p + b"\r\n" for p in lines)
-        + b"\r\n"
-    )
+    raw = raw_request(*pieces, token=None if status == 401 else TOKEN)
     result = await exchange(bearer.port, raw, read_for=2)
     assert result.status == status
     assert b"100 Continue" not in result.answer
@@ -213,15 +183,20 @@ async def test_refusals_with_an_expectation_get_their_final_status_at_once(
 @pytest.mark.parametrize(
     "raw",
     [
-        head(b"Transfer-Encoding: chunked") + b"zz\r\nabc\r\n0\r\n\r\n",  # bad chunk size
-        head(b"Transfer-Encoding: chunked", length=5) + b"0\r\n\r\n",  # CL and TE
-        head(b"Content-Length: 7", length=5) + b"12345",  # two lengths
-        head(b"Transfer-Encoding: gzip, chunked") + b"0\r\n\r\n",
-        head(b"Transfer-Encoding: chunked, identity") + b"0\r\n\r\n",
+        # a bad chunk size
+        raw_request(b"Transfer-Encoding: chunked", body=b"zz\r\nabc\r\n0\r\n\r\n"),
+        raw_request(b"Transfer-Encoding: chunked", length=5, body=b"0\r\n\r\n"),  # CL and TE
+        raw_request(b"Content-Length: 7", length=5, body=b"12345"),  # two lengths
+        raw_request(b"Transfer-Encoding: gzip, chunked", body=b"0\r\n\r\n"),
+        raw_request(b"Transfer-Encoding: chunked, identity", body=b"0\r\n\r\n"),
         # Transfer-Encoding is a list too: exactly one `chunked`, over every line.
-        head(b"Transfer-Encoding: identity", b"Transfer-Encoding: chunked") + b"0\r\n\r\n",
-        head(b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked") + b"0\r\n\r\n",
-        head(b"Transfer-Encoding: chunked, chunked") + b"0\r\n\r\n",
+        raw_request(
+            b"Transfer-Encoding: identity", b"Transfer-Encoding: chunked", body=b"0\r\n\r\n"
+        ),
+        raw_request(
+            b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked", body=b"0\r\n\r\n"
+        ),
+        raw_request(b"Transfer-Encoding: chunked, chunked", body=b"0\r\n\r\n"),
         b"POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer "
         + TOKEN.encode()
         + b"\x0b\r\nContent-Length: 2\r\n\r\n{}",  # a control byte after the token
@@ -232,7 +207,7 @@ async def test_refusals_with_an_expectation_get_their_final_status_at_once(
     ],
 )
 async def test_malformed_http_is_400_bad_http_with_nothing_published(
-    bearer: Target, raw: bytes
+    bearer: RelayUnderTest, raw: bytes
 ) -> None:
     before = await bearer.published()
     result = await exchange(bearer.port, raw)
@@ -260,11 +235,11 @@ def body_head(mode: str, request_id: str, length: int | None = None) -> bytes:
     if length is None:
         lines.append(b"Transfer-Encoding: chunked")
     if mode == "bearer":
-        return head(*lines, length=length)
-    return head(*lines, signed(BODY), token=None, length=length)
+        return raw_request(*lines, length=AUTO if length is None else length)
+    return raw_request(*lines, signed(BODY), token=None, length=AUTO if length is None else length)
 
 
-def lines_about(target: Target, since: int, request_id: str) -> list[dict[str, object]]:
+def lines_about(target: RelayUnderTest, since: int, request_id: str) -> list[dict[str, object]]:
     """The log lines about `request_id` written since line `since`; none of them, and no
     other line since, may be an ERROR."""
     lines = [orjson.loads(line) for line in target.log().splitlines()[since:] if line[:1] == "{"]
@@ -277,7 +252,7 @@ def lines_about(target: Target, since: int, request_id: str) -> list[dict[str, o
 async def test_a_malformed_chunk_after_the_head_is_400_bad_http_and_closed(
     request: pytest.FixtureRequest, mode: str, chunk: bytes
 ) -> None:
-    target: Target = request.getfixturevalue(mode)
+    target: RelayUnderTest = request.getfixturevalue(mode)
     since = len(target.log().splitlines())
     before = await target.published()
     request_id = f"bad-chunk-{uuid.uuid4().hex}"
@@ -298,7 +273,7 @@ async def test_a_malformed_chunk_after_the_head_is_400_bad_http_and_closed(
 async def test_a_client_leaving_mid_body_is_counted_not_an_error(
     request: pytest.FixtureRequest, mode: str, framing: str
 ) -> None:
-    target: Target = request.getfixturevalue(mode)
+    target: RelayUnderTest = request.getfixturevalue(mode)
     since = len(target.log().splitlines())
     before = target.outcome("client_disconnected")
     request_id = f"leaving-{uuid.uuid4().hex}"
@@ -315,7 +290,9 @@ async def test_a_client_leaving_mid_body_is_counted_not_an_error(
     assert target.outcome("internal_error") == 0
 
 
-async def test_a_body_answered_without_reading_it_may_break_off_quietly(bearer: Target) -> None:
+async def test_a_body_answered_without_reading_it_may_break_off_quietly(
+    bearer: RelayUnderTest,
+) -> None:
     # A 404 does not read its body; aiohttp reads the rest of it ("lingering") so that the
     # client gets its answer instead of a reset. The rest is malformed, or never comes.
     since = len(bearer.log().splitlines())

@@ -23,7 +23,7 @@ from devsupport.failover import FAULTS, TOKEN, Fault, Traffic, inject, read_back
 from devsupport.local_kafka import LocalKafkaCluster
 from devsupport.relay_process import RelayProcess
 from relay.config import EventType
-from tests.integration.test_cli import run_cli
+from tests.relays import run_cli
 
 RATE = 100.0  # webhooks per second
 HANG_SECONDS = 12.0  # longer than broker.session.timeout.ms (9 s): the node gets fenced
