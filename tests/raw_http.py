@@ -125,37 +125,78 @@ async def exchange(
     A plain non-blocking socket, not asyncio streams: a stream raises a reset before handing
     over the answer that arrived ahead of it, and that answer is what the tests look at."""
     loop = asyncio.get_running_loop()
+    with await _connected(port) as sock:
+        started = time.monotonic()
+        try:
+            for index, piece in enumerate(pieces):
+                if index and pause:
+                    await asyncio.sleep(pause)
+                await loop.sock_sendall(sock, piece)
+        except OSError:
+            pass  # the relay answered and closed while we were still sending; read what it said
+        answer, closed = await _read(sock, started + read_for, answers)
+    return Exchange(answer, time.monotonic() - started, closed)
+
+
+async def expect_continue(
+    port: int, *lines: bytes | str, body: bytes, read_for: float = 5.0
+) -> tuple[bytes, Exchange]:
+    """A POST with `Expect: 100-continue`, sent as a careful client sends it: the head, then
+    the body only once `100 Continue` came. The interim answer (b"" if another came instead),
+    and the final one."""
+    loop = asyncio.get_running_loop()
+    with await _connected(port) as sock:
+        started = time.monotonic()
+        head = raw_request(*lines, b"Expect: 100-continue", length=len(body))
+        await loop.sock_sendall(sock, head)
+        interim = b""
+        first, closed = await _read(sock, started + read_for, answers=None, interim=True)
+        if first.startswith(b"HTTP/1.1 100 "):
+            interim, _, first = first.partition(b"\r\n\r\n")
+            interim += b"\r\n\r\n"
+            await loop.sock_sendall(sock, body)
+        if not closed:
+            rest, closed = await _read(sock, started + read_for, answers=1, already=first)
+            first = rest
+    return interim, Exchange(first, time.monotonic() - started, closed)
+
+
+async def _connected(port: int) -> socket.socket:
+    loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     await loop.sock_connect(sock, (LOOPBACK, port))
-    started = time.monotonic()
-    try:
-        for index, piece in enumerate(pieces):
-            if index and pause:
-                await asyncio.sleep(pause)
-            await loop.sock_sendall(sock, piece)
-    except OSError:
-        pass  # the relay answered and closed while we were still sending; read what it said
-    answer = b""
-    closed = False
-    deadline = started + read_for
+    return sock
+
+
+async def _read(
+    sock: socket.socket,
+    deadline: float,
+    answers: int | None,
+    *,
+    interim: bool = False,
+    already: bytes = b"",
+) -> tuple[bytes, bool]:
+    """What arrives until the relay closes (True), `deadline`, `answers` complete answers, or
+    (`interim`) the end of the first head."""
+    loop = asyncio.get_running_loop()
+    received = already
     try:
         while (left := deadline - time.monotonic()) > 0:
-            if answers is not None and _answers_in(answer) >= answers:
+            if answers is not None and _answers_in(received) >= answers:
+                break
+            if interim and b"\r\n\r\n" in received:
                 break
             try:
                 chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), left)
             except TimeoutError:
                 break
             if not chunk:
-                closed = True
-                break
-            answer += chunk
+                return received, True
+            received += chunk
     except ConnectionResetError:
-        closed = True
-    finally:
-        sock.close()
-    return Exchange(answer, time.monotonic() - started, closed)
+        return received, True
+    return received, False
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from devsupport.ports import LOOPBACK
 from relay import config
 from relay.outcomes import STATUS, Outcome, PublishError
 from relay.publish import PublishFailed
-from tests.raw_http import exchange, raw_request, signature, signed
+from tests.raw_http import exchange, expect_continue, raw_request, signature, signed
 from tests.relays import APP_SECRET, TOKEN, VERIFY_TOKEN, FakePublisher, RelayUnderTest
 
 BODY = samples.body(samples.envelope(samples.status_change()))
@@ -203,15 +203,9 @@ async def test_a_signed_request_and_the_record_it_makes(start: Callable[..., Any
 
 async def test_expect_continue_comes_before_the_body(start: Callable[..., Any]) -> None:
     relay: RelayUnderTest = await start()
-    reader, writer = await asyncio.open_connection(LOOPBACK, relay.port)
-    writer.write(post("Expect: 100-continue", body=b"", length=len(BODY)))
-    assert (
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == b"HTTP/1.1 100 Continue\r\n\r\n"
-    )
-    writer.write(BODY)
-    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
-    assert final.startswith(b"HTTP/1.1 200 ")
-    writer.close()
+    interim, final = await expect_continue(relay.port, body=BODY)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert final.status == 200
 
 
 def test_the_matrix_covers_every_outcome() -> None:
@@ -251,19 +245,10 @@ async def test_a_failure_after_100_continue_still_gets_its_final_answer(
     start: Callable[..., Any],
 ) -> None:
     relay: RelayUnderTest = await start(FakePublisher(RuntimeError("boom")))
-    reader, writer = await asyncio.open_connection(LOOPBACK, relay.port)
-    try:
-        writer.write(
-            post("Expect: 100-continue", "X-Request-Id: mine-2", body=b"", length=len(BODY))
-        )
-        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
-        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
-        writer.write(BODY)
-        final = await asyncio.wait_for(reader.read(), 2)  # until the relay closes
-    finally:
-        writer.close()
-    head, _, body = final.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 500 ")
-    assert b"\r\nX-Request-Id: mine-2\r\n" in head + b"\r\n"
-    assert orjson.loads(body) == {"status": "internal_error"}
+    interim, final = await expect_continue(relay.port, "X-Request-Id: mine-2", body=BODY)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert final.status == 500
+    assert final.header("X-Request-Id") == "mine-2"
+    assert orjson.loads(final.body) == {"status": "internal_error"}
+    assert final.header("Connection") == "close"
     assert relay.outcome(Outcome.INTERNAL_ERROR) == 1

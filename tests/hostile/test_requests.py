@@ -11,9 +11,8 @@ import zlib
 import orjson
 import pytest
 
-from devsupport.ports import LOOPBACK
 from tests.hostile.conftest import BODY
-from tests.raw_http import AUTO, exchange, held_open, raw_request, signed
+from tests.raw_http import AUTO, exchange, expect_continue, held_open, raw_request, signed
 from tests.relays import TOKEN, RelayUnderTest
 
 pytestmark = pytest.mark.asyncio
@@ -140,20 +139,14 @@ async def test_two_signature_headers_are_401_even_if_one_is_right(
 
 
 async def test_expect_continue_is_answered_before_the_body(bearer: RelayUnderTest) -> None:
-    expect = b"Expect: 100-continue"
-    result = await exchange(bearer.port, raw_request(expect, length=len(BODY)), read_for=0.5)
+    head = raw_request(b"Expect: 100-continue", length=len(BODY))
+    result = await exchange(bearer.port, head, read_for=0.5)
     assert result.answer == b"HTTP/1.1 100 Continue\r\n\r\n"
 
     # The whole exchange: the final answer follows the body.
-    reader, writer = await asyncio.open_connection(LOOPBACK, bearer.port)
-    writer.write(raw_request(expect, length=len(BODY)))
-    assert (
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == b"HTTP/1.1 100 Continue\r\n\r\n"
-    )
-    writer.write(BODY)
-    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert final.startswith(b"HTTP/1.1 200 ")
-    writer.close()
+    interim, final = await expect_continue(bearer.port, body=BODY)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert final.status == 200
 
 
 @pytest.mark.parametrize(
