@@ -78,7 +78,7 @@ def _body_failed(exc: TimeoutError | RequestPayloadError | ConnectionError) -> _
 
 class RecordPublisher(Protocol):
     """What the handler needs of a publisher: `relay.publish.Publisher`, or a small fake in
-    the broker-free unit tests."""
+    the broker-free tests of tests/edge."""
 
     async def publish(self, records: list[Record]) -> None:
         """Return once Kafka acknowledged every record; raise `PublishFailed` otherwise."""
