@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from devsupport import topics as kafka_topics
+from devsupport.failover import FAULTS, TOKEN, Traffic, inject, read_back, wait_in_sync
 from devsupport.local_kafka import LocalKafkaCluster
 from devsupport.relay_process import RelayProcess
-from tests.failover import FAULTS, TOKEN, Traffic, inject, read_back, wait_in_sync
 
 REPO = Path(__file__).resolve().parent.parent
 

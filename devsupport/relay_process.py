@@ -209,16 +209,22 @@ class RelayProcess:
         status, body = self.admin_get("/metrics")
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}")
-        wanted = name
-        if labels:
-            wanted += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-        for line in body.decode().splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise AssertionError(f"{wanted} not exported")
+        return sample(body.decode(), name, **labels)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
+
+
+def sample(exposition: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition, by name and labels (all of them, in the
+    order they are exported)."""
+    wanted = name
+    if labels:
+        wanted += "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in exposition.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{wanted} not exported")

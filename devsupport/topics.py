@@ -1,6 +1,6 @@
-"""Topics as tests and the benchmark handle them with Kafka's admin API: created with exactly
-the layout an experiment needs, described to read them back, deleted so that a long-lived
-broker does not fill up with them.
+"""Topics as tests and the benchmark handle them: created with exactly the layout an experiment
+needs, described, read back, counted, deleted so that a long-lived broker does not fill up with
+them.
 
 The relay's own topics are created by the product's ``relay.topics.create_topics`` (what
 ``whatsapp-relay topics create`` runs): use that whenever the point is the topics production
@@ -10,11 +10,14 @@ warns, and the suite turns warnings into errors.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import TopicPartition
 
 # Long enough for a broker on a loaded 2-core machine, short enough that a dead one shows.
 ADMIN_TIMEOUT_MS = 30000
@@ -85,3 +88,54 @@ async def delete_prefixed(bootstrap: str, prefix: str) -> None:
         names = [name for name in await admin.list_topics() if name.startswith(prefix)]
         if names:
             await admin.delete_topics(names, timeout_ms=ADMIN_TIMEOUT_MS)
+
+
+async def consume(
+    bootstrap: str, topic: str, *, expect: int, within: float = 15.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read a topic from the start until `expect` records arrived, then a short while more
+    so that extra, unexpected records are caught too."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        numbers = sorted(await _partitions_known(consumer, topic))
+        assigned = [TopicPartition(topic, number) for number in numbers]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        async with asyncio.timeout(within):
+            while len(records) < expect:
+                batches = await consumer.getmany(timeout_ms=200)
+                for batch in batches.values():
+                    records.extend(batch)
+        batches = await consumer.getmany(timeout_ms=300)
+        for batch in batches.values():
+            records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def size(bootstrap: str, topic: str) -> int:
+    """How many records a topic holds, from its end offsets (no waiting)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        known = [TopicPartition(topic, n) for n in await _partitions_known(consumer, topic)]
+        ends = await consumer.end_offsets(known)
+        starts = await consumer.beginning_offsets(known)
+        return sum(ends[p] - starts[p] for p in known)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions_known(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    async with asyncio.timeout(10):
+        while True:
+            known = consumer.partitions_for_topic(topic)
+            if known:
+                return set(known)
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)

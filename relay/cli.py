@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from relay import __version__, config, logs, runtime
+from relay.startup import StartupError
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -110,7 +111,7 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> int:
     except KeyboardInterrupt:
         return 0
     # A port already taken, missing extensions: the message says it all, no traceback.
-    except (runtime.StartupError, OSError) as exc:
+    except (StartupError, OSError) as exc:
         logging.getLogger("relay").error("cannot start", extra={"error": str(exc)})
         return EXIT_FAILURE
     except Exception as exc:  # a failure the user can act on: say it plainly, exit non-zero

@@ -265,6 +265,9 @@ class SpoolConfig(_Section):
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
+    # Lines a client can cause (refused requests, malformed HTTP): at most one per kind in this
+    # many seconds, then one counting the rest (relay.logs.RateLimitedLog); 0 logs every one.
+    rate_limit_seconds: float = Field(default=1.0, ge=0, le=3600)
 
 
 class Settings(_Section):

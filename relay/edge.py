@@ -19,36 +19,38 @@ parser errors logged at ERROR with the offending bytes (tokens included) and quo
   `DRAIN_SECONDS`: enough for an honest client to read its answer instead of a reset, too little
   for anyone to keep the relay reading;
 - malformed HTTP gets a JSON 400 with `X-Request-Id`, is counted as `bad_http`, and is logged as
-  one rate-limited INFO line with the error's class and the peer. No request byte ever reaches a
-  log line or an answer, whoever writes it;
+  one rate-limited INFO line with the error's class and the peer. Broken framing inside the body
+  of the request in hand is that request's 400 `bad_http`, answered by its handler; a body the
+  client stops sending ends its request as `client_disconnected`. Neither is an error, and no
+  request byte ever reaches a log line or an answer, whoever writes it;
 - bodies are never inflated (`auto_decompress=False`; the webhook refuses `Content-Encoding`);
 - no `Server` header.
 
-The aiohttp internals this relies on are listed in `self_check()`, which start-up runs.
+It relies on how aiohttp's protocol behaves, not only on its names: `relay.edge_check` drives it
+at every start and refuses to start on an aiohttp that behaves otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import traceback
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any, NamedTuple, cast
 
 from aiohttp import hdrs, web, web_protocol
 from aiohttp.http import HttpVersion11, RawRequestMessage
 from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
+from relay import request_ids
+from relay.answers import Answers
 from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
-from relay.outcomes import BODIES, ConnectionEnd, Outcome
-from relay.runtime import StartupError
+from relay.outcomes import ConnectionEnd, Outcome
 
 log = logging.getLogger("relay.edge")
 
@@ -60,28 +62,7 @@ DRAIN_SECONDS = 0.25
 SWEEP_SECONDS = 0.25
 # Webhook senders send about ten headers; aiohttp's per-line bounds (8190 bytes) stay.
 MAX_HEADERS = 64
-
-_JSON = "application/json"
-# aiohttp answers a request it could not parse with a placeholder request whose version is
-# HTTP/1.0; the answer should speak the version the server does.
-_ERROR_MESSAGE = web_protocol.ERROR._replace(version=HttpVersion11)
-
-
-class _RequestIds:
-    """32 hex characters: a random prefix drawn once per process, then a counter. Unique like
-    a random id, without a system call per request; drawn on first use, not at import."""
-
-    def __init__(self) -> None:
-        self._prefix = ""
-        self._count = itertools.count()
-
-    def __call__(self) -> str:
-        if not self._prefix:
-            self._prefix = os.urandom(8).hex()
-        return f"{self._prefix}{next(self._count):016x}"
-
-
-new_request_id = _RequestIds()
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class EdgeLimits(NamedTuple):
@@ -103,10 +84,28 @@ class EdgeLimits(NamedTuple):
 
 
 class EdgeRequest(BaseRequest):
+    """aiohttp's request, with its id: the one on its answer, its log lines and its records,
+    whoever writes them (relay.request_ids)."""
+
+    __slots__ = ("request_id",)
+
+    request_id: str
+
+    async def send_continue(self) -> None:
+        """`100 Continue`: the client may send its body now. It is an interim answer, not the
+        answer: the writer's count of bytes written goes back to zero (as aiohttp's own expect
+        handler does), or a handler failing after it would find the answer begun and get no
+        500 (`EdgeProtocol.handle_error`)."""
+        await self.writer.write(_CONTINUE)
+        self.writer.output_size = 0
+
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
         # Runs after aiohttp set its default headers and before they are written.
         response.headers.popall(hdrs.SERVER, None)
         cast(EdgeProtocol, self.protocol).taken = False  # aiohttp's own flag covers it now
+
+
+Handler = Callable[[EdgeRequest], Awaitable[web.StreamResponse]]
 
 
 class EdgeServer(web.Server):
@@ -116,16 +115,31 @@ class EdgeServer(web.Server):
     None (its requests are not webhooks).
     """
 
+    # Declared, so that the start-up check can tell them from aiohttp's own (relay.edge_check).
+    __slots__ = (
+        "_bad_http_log",
+        "_event_loop",
+        "_metrics",
+        "_options",
+        "_sweeper",
+        "answers",
+        "limits",
+        "open",
+    )
+
     def __init__(
         self,
-        handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+        handler: Handler,
         limits: EdgeLimits,
         metrics: Metrics | None = None,
         *,
         access_log: logging.Logger | None = None,
+        log_interval: float = 1.0,
     ) -> None:
-        super().__init__(handler, request_factory=self._request)
+        # aiohttp types its handler for any request; this server makes only EdgeRequests.
+        super().__init__(cast(Any, handler), request_factory=self._request)
         self.limits = limits
+        self.answers = Answers(limits.retry_after)
         self._metrics = metrics
         self._event_loop = asyncio.get_running_loop()
         self._options: dict[str, Any] = {
@@ -140,7 +154,7 @@ class EdgeServer(web.Server):
         }
         # Insertion order is connection age: eviction takes the oldest idle one.
         self.open: dict[EdgeProtocol, None] = {}
-        self._bad_http_log = RateLimitedLog(log, "malformed HTTP")
+        self._bad_http_log = RateLimitedLog(log, "malformed HTTP", log_interval)
         self._sweeper: asyncio.Task[None] | None = None
 
     def __call__(self) -> EdgeProtocol:
@@ -171,10 +185,14 @@ class EdgeServer(web.Server):
         task: asyncio.Task[None],
     ) -> BaseRequest:
         if message is web_protocol.ERROR:
-            message = _ERROR_MESSAGE
+            # aiohttp's placeholder for a request it could not parse says HTTP/1.0; the answer
+            # should speak the version the server does.
+            message = message._replace(version=HttpVersion11)
         # Taken off the queue; aiohttp marks the request in progress only once its task runs.
         cast(EdgeProtocol, protocol).taken = True
-        return EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
+        request = EdgeRequest(message, payload, protocol, writer, task, self._event_loop)
+        request.request_id = request_ids.of(message.headers)
+        return request
 
     # -- admission --------------------------------------------------------------------------
 
@@ -203,21 +221,37 @@ class EdgeServer(web.Server):
         if self._metrics is not None:
             self._metrics.requests[outcome].inc()
 
-    def bad_http(self, reason: str, peer: str | None) -> None:
+    def bad_http(self, reason: str, peer: str | None, request_id: str) -> None:
         self.answered(Outcome.BAD_HTTP)
-        self._bad_http_log.info(reason=reason, peer=peer, outcome=Outcome.BAD_HTTP.value)
+        self._bad_http_log.info(Outcome.BAD_HTTP, reason, request_id=request_id, peer=peer)
+
+    def failed(self, request_id: str, error: BaseException | None) -> None:
+        """A handler raised: a bug, answered 500."""
+        self.answered(Outcome.INTERNAL_ERROR)
+        log.error(
+            "request handler failed",
+            extra={
+                "request_id": request_id,
+                "outcome": Outcome.INTERNAL_ERROR.value,
+                "error": type(error).__name__,
+                "stack": _stack(error),
+            },
+        )
 
     async def _sweep(self) -> None:
-        timeout = self.limits.header_timeout
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            expired = self.now() - timeout
-            # A head that began while an earlier request is still being answered (pipelining)
-            # waits for that answer; its timeout applies once the connection is free.
-            late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
-            for protocol in late:
-                if not protocol.busy() and protocol.head_since is not None:
-                    protocol.head_timed_out()
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Time out the heads that have taken longer than the header timeout."""
+        expired = self.now() - self.limits.header_timeout
+        # A head that began while an earlier request is still being answered (pipelining)
+        # waits for that answer; its timeout applies once the connection is free.
+        late = [p for p in self.open if p.head_since is not None and p.head_since <= expired]
+        for protocol in late:
+            if not protocol.busy() and protocol.head_since is not None:
+                protocol.head_timed_out()
 
 
 class EdgeProtocol(web_protocol.RequestHandler):
@@ -249,14 +283,14 @@ class EdgeProtocol(web_protocol.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if not self._edge.admit(self):
-            self._edge.answered(Outcome.OVERLOADED)
-            self._answer_and_close(503, Outcome.OVERLOADED)
+            self._refuse(Outcome.OVERLOADED)
             return
         self.head_since = self._edge.now()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._edge.forget(self)
         super().connection_lost(exc)
+        self._end_body(ConnectionResetError("the client disconnected"))
         # Both point back here: let reference counting free everything.
         self._payload = None
         if self._close_handle is not None:
@@ -294,6 +328,22 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self.force_close()
         if transport is not None and self.writing_paused:
             transport.abort()
+        self._end_body(ConnectionResetError("the connection was closed"))
+
+    def _end_body(self, error: BaseException) -> None:
+        """The rest of the body in hand will never come: it is malformed, or the connection
+        is gone. A handler reading it (or about to) learns why from `error`, and never takes
+        what came so far for the whole body. aiohttp's read of the rest of a body that was
+        answered without it ("lingering") just stops: woken by the error, or finding the
+        connection gone, it would raise into its request loop, which logs that at ERROR."""
+        body = self._payload
+        if body is None or body.is_eof():
+            return
+        if not (self.handling() or self._messages):
+            body.feed_eof()  # answered: only aiohttp's lingering read can be waiting on it
+        if body.exception() is None:
+            body.set_exception(error)
+        body.feed_eof()
 
     def data_received(self, data: bytes) -> None:
         if not self._keepalive:
@@ -328,8 +378,16 @@ class EdgeProtocol(web_protocol.RequestHandler):
             # them holds the error: a cycle only the cyclic collector would free.
             error.__traceback__ = None
             messages.pop()
-            self._edge.bad_http(type(error).__name__, self._peer())
-            self._answer_and_close(400, Outcome.BAD_HTTP)
+            body = self._payload
+            if body is not None and not body.is_eof():
+                # In the body of the request in hand: its handler answers it (400 bad_http,
+                # closing), as it answers every other refusal of that request. aiohttp's C
+                # parser raises here without telling the body.
+                self._end_body(RequestPayloadError(f"malformed body: {type(error).__name__}"))
+                self.keep_alive(False)  # what still arrives is drained, never parsed
+                self.close()  # and no other request follows on this connection
+                return
+            self._refuse(Outcome.BAD_HTTP, reason=type(error).__name__)
             return
         if len(messages) == queued + 1:
             # This chunk ended the head; what it held beyond the head went to the body.
@@ -342,8 +400,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         self._payload = payload
 
     def _head_too_large(self) -> None:
-        self._edge.bad_http("request head too large", self._peer())
-        self._answer_and_close(431, Outcome.BAD_HTTP)
+        self._refuse(Outcome.BAD_HTTP, 431, "request head too large")
 
     def busy(self) -> bool:
         """A parsed request waits to be handled, is being handled or answered, and the client
@@ -361,8 +418,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         if self._head_bytes:
             # A client that started a request learns why it ended; a connection that never
             # said anything is just closed.
-            self._edge.answered(Outcome.REQUEST_TIMEOUT)
-            self._answer_and_close(408, Outcome.REQUEST_TIMEOUT)
+            self._refuse(Outcome.REQUEST_TIMEOUT)
         else:
             self.head_since = None
             self.cut()
@@ -374,25 +430,20 @@ class EdgeProtocol(web_protocol.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """aiohttp's answer to a handler that raised (500), or to a request it could not parse
-        that `data_received` did not see (400). `message` quotes request bytes: never used."""
+        """aiohttp's answer to a handler that raised (500; 504 for a TimeoutError, which is a
+        bug like any other here), or to a request it could not parse that `data_received` did
+        not see (400). `message` quotes request bytes: never used."""
+        request_id = cast(EdgeRequest, request).request_id
         if status == 400:
             reason = type(exc).__name__ if exc is not None else "bad request"
-            self._edge.bad_http(reason, request.remote)
+            self._edge.bad_http(reason, request.remote, request_id)
             outcome = Outcome.BAD_HTTP
         else:
-            log.error(
-                "request handler failed",
-                extra={"error": type(exc).__name__, "status": status, "stack": _stack(exc)},
-            )
-            self._edge.answered(Outcome.INTERNAL_ERROR)
+            self._edge.failed(request_id, exc)
             outcome = Outcome.INTERNAL_ERROR
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had begun; the connection is closed instead")
-        response = web.Response(status=status, body=BODIES[outcome], content_type=_JSON)
-        response.headers["X-Request-Id"] = new_request_id()
-        response.force_close()
-        return response
+        return self._edge.answers.response(outcome, request_id, close=True)
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         # aiohttp's own error lines format the exception, whose message may quote request bytes:
@@ -402,15 +453,21 @@ class EdgeProtocol(web_protocol.RequestHandler):
         stack = _stack(exc) if isinstance(exc, BaseException) else ""
         log.error("connection error", extra={"error": error, "stack": stack})
 
-    def _answer_and_close(self, status: int, outcome: Outcome) -> None:
-        """Answer where no request reached the handler, then drain briefly and close."""
+    def _refuse(self, outcome: Outcome, status: int | None = None, reason: str = "") -> None:
+        """Answer where no request reached the handler (counted, and for malformed HTTP logged
+        with `reason`), then drain briefly and close."""
+        request_id = request_ids.new()
+        if outcome is Outcome.BAD_HTTP:
+            self._edge.bad_http(reason, self._peer(), request_id)
+        else:
+            self._edge.answered(outcome)
         self.head_since = None
         transport = self.transport
         if transport is None or self.handling():
             # An answer is being written for an earlier (pipelined) request: no room for ours.
             self.cut()
             return
-        transport.write(_raw_answer(status, outcome, self._edge.limits.retry_after))
+        transport.write(self._edge.answers.raw(outcome, request_id, status=status))
         # Nothing more is handled here: a head parsed in the same read (queued, not yet taken:
         # `handling()` was false) must not reach the handler, and aiohttp's request loop
         # (woken for it, or waiting) is stopped.
@@ -427,46 +484,7 @@ class EdgeProtocol(web_protocol.RequestHandler):
         return str(peer[0]) if peer else None
 
 
-def _raw_answer(status: int, outcome: Outcome, retry_after: int) -> bytes:
-    """An answer written straight to the socket, where there is no request to answer."""
-    body = BODIES[outcome]
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        f"Content-Type: {_JSON}",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        f"X-Request-Id: {new_request_id()}",
-    ]
-    if status == 503:
-        lines.append(f"Retry-After: {retry_after}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
 def _stack(exc: BaseException | None) -> str:
     if exc is None or exc.__traceback__ is None:
         return ""
     return "".join(traceback.format_tb(exc.__traceback__))
-
-
-def self_check() -> None:
-    """Fail start-up loudly if aiohttp no longer has what this module relies on."""
-    problems = []
-    handler_slots = getattr(web_protocol.RequestHandler, "__slots__", ())
-    for name in ("_keepalive", "_messages", "_request_in_progress", "_task_handler"):
-        if name not in handler_slots:
-            problems.append(f"aiohttp RequestHandler.{name}")
-    for cls, name in (
-        (web_protocol.RequestHandler, "handle_error"),
-        (web_protocol.RequestHandler, "log_exception"),
-        (BaseRequest, "_prepare_hook"),
-    ):
-        if not callable(getattr(cls, name, None)):
-            problems.append(f"aiohttp {cls.__name__}.{name}")
-    if not isinstance(getattr(web_protocol, "ERROR", None), RawRequestMessage):
-        problems.append("aiohttp web_protocol.ERROR")
-    if problems:
-        raise StartupError(
-            "this aiohttp release lacks what the relay's connection layer relies on: "
-            + ", ".join(problems)
-            + " (install the aiohttp version pyproject.toml allows)"
-        )

@@ -44,7 +44,7 @@ from aiokafka.errors import (
     for_code,
 )
 
-from relay.runtime import StartupError
+from relay.startup import StartupError
 
 try:  # the internals; self_check() reports a failed import instead of a traceback
     from aiokafka.client import AIOKafkaClient

@@ -6,6 +6,7 @@ sees a body or a credential: callers pass ids and reasons only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -61,22 +62,65 @@ def configure(level: str, fmt: str) -> None:
 
 
 class RateLimitedLog:
-    """At most one INFO line per `interval` for an event any client can cause at will (a flood
-    of malformed requests must not become a flood of log lines); the next line counts the ones
-    held back."""
+    """A line for an event any client can cause at will (a refused request, malformed HTTP),
+    bounded: a flood of them must not become a flood of log lines.
+
+    Each kind of event (its outcome and reason) writes at most one line per `interval`; at the
+    end of an interval in which more came, one line says how many were held back ("N more
+    suppressed", field `suppressed`). So one kind costs at most two lines per interval however
+    often it happens, and the kinds are few: the reasons are the relay's own words, never a
+    client's. `interval` 0 writes every line."""
 
     def __init__(self, logger: logging.Logger, message: str, interval: float = 1.0) -> None:
         self._logger = logger
         self._message = message
         self._interval = interval
-        self._next = 0.0
-        self._held_back = 0
+        self._kinds: dict[tuple[str, str], _Window] = {}
 
-    def info(self, **fields: Any) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._held_back += 1
+    def info(self, outcome: str, reason: str, **details: Any) -> None:
+        """One event of the kind (`outcome`, `reason`); `details` (the request id, the peer)
+        are on its line when it gets one."""
+        if not self._logger.isEnabledFor(logging.INFO):
             return
-        self._next = now + self._interval
-        self._logger.info(self._message, extra={**fields, "held_back": self._held_back})
-        self._held_back = 0
+        kind = (outcome, reason)
+        window = self._kinds.get(kind)
+        if window is None:
+            # The reasons are the relay's words; should one ever carry a client's, its kinds
+            # still share a bounded number of windows.
+            if len(self._kinds) >= MAX_KINDS:
+                kind = ("other", "other")
+            window = self._kinds.setdefault(kind, _Window())
+        now = time.monotonic()
+        if now < window.next:
+            window.held_back += 1
+            if window.report is None:
+                window.report = asyncio.get_running_loop().call_later(
+                    window.next - now, self._report, kind, window
+                )
+            return
+        window.next = now + self._interval
+        self._logger.info(self._message, extra={"outcome": outcome, "reason": reason, **details})
+
+    def _report(self, kind: tuple[str, str], window: _Window) -> None:
+        # The interval ends here, also when the loop's clock woke this a little early.
+        window.report = None
+        window.next = 0.0
+        held_back, window.held_back = window.held_back, 0
+        outcome, reason = kind
+        self._logger.info(
+            f"{self._message}: {held_back} more suppressed",
+            extra={"outcome": outcome, "reason": reason, "suppressed": held_back},
+        )
+
+
+# Distinct kinds of a rate-limited event; the relay has about thirty.
+MAX_KINDS = 128
+
+
+class _Window:
+    __slots__ = ("held_back", "next", "report")
+
+    def __init__(self) -> None:
+        self.next = 0.0  # when the next line may be written
+        self.held_back = 0
+        self.report: asyncio.TimerHandle | None = None

@@ -32,7 +32,7 @@ from relay.metrics import Metrics
 from relay.outcomes import PublishError
 from relay.readiness import KafkaState
 from relay.records import Record
-from relay.runtime import StartupError
+from relay.startup import StartupError
 from relay.topics import TopicCheck, TopicWatch
 
 log = logging.getLogger("relay.publish")

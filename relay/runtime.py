@@ -57,10 +57,6 @@ async def watch_loop_lag(observe: Callable[[float], None]) -> None:
         observe(max(0.0, loop.time() - due))
 
 
-class StartupError(Exception):
-    """The relay cannot run as configured; the message says why and what to do."""
-
-
 def missing_c_extensions() -> list[str]:
     facts = describe_extensions()
     return [name for name in ("aiohttp_c_parser", "aiokafka_c_records") if not facts[name]]

@@ -23,7 +23,7 @@ import ssl
 
 from aiohttp import web
 
-from relay import __version__, edge, runtime
+from relay import __version__, edge, edge_check, runtime
 from relay.admin import build_admin_handler
 from relay.auth import Authenticator
 from relay.config import Settings
@@ -32,6 +32,7 @@ from relay.metrics import Metrics
 from relay.publish import ProducerFactory, Publisher
 from relay.readiness import Readiness
 from relay.spool.publisher import SpoolingPublisher
+from relay.startup import StartupError
 from relay.webhook import RecordPublisher, WebhookHandler
 
 log = logging.getLogger("relay.service")
@@ -83,10 +84,10 @@ class Service:
     async def start(self) -> None:
         server, admin = self.settings.server, self.settings.admin
         if self.settings.serving_problems():
-            raise runtime.StartupError("; ".join(self.settings.serving_problems()))
+            raise StartupError("; ".join(self.settings.serving_problems()))
         missing = runtime.missing_c_extensions()
         if missing and server.require_c_extensions:
-            raise runtime.StartupError(
+            raise StartupError(
                 f"compiled extensions missing: {', '.join(missing)} (reinstall aiohttp and "
                 "aiokafka from their wheels, unset AIOHTTP_NO_EXTENSIONS / "
                 "AIOKAFKA_NO_EXTENSIONS, or set server.require_c_extensions: false to run "
@@ -94,9 +95,13 @@ class Service:
             )
         if missing:
             log.warning("running without compiled extensions", extra={"missing": missing})
-        edge.self_check()
+        await edge_check.self_check()
         limits = edge.EdgeLimits.of(server)
-        admin_server = edge.EdgeServer(build_admin_handler(self.metrics, self.readiness), limits)
+        admin_server = edge.EdgeServer(
+            build_admin_handler(self.metrics, self.readiness),
+            limits,
+            log_interval=self.settings.log.rate_limit_seconds,
+        )
         self._admin = web.ServerRunner(admin_server, handle_signals=False, shutdown_timeout=1.0)
         await self._admin.setup()
         admin_site = web.TCPSite(self._admin, admin.host, admin.port)
@@ -119,6 +124,7 @@ class Service:
             limits,
             self.metrics,
             access_log=logging.getLogger("aiohttp.access") if server.access_log else None,
+            log_interval=self.settings.log.rate_limit_seconds,
         )
         self.metrics.connections.set_function(lambda: len(public_server.open))
         self.metrics.connection_limit.set(server.max_connections)

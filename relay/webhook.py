@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import Protocol
 
@@ -18,21 +17,21 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestPayloadError
 
+from relay.answers import Answers
 from relay.auth import Authenticator, AuthResult
 from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
-from relay.edge import new_request_id
+from relay.edge import EdgeRequest
+from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
-from relay.outcomes import BODIES, STATUS, AuthFailure, Outcome, PublishError
+from relay.outcomes import AuthFailure, Outcome, PublishError
 from relay.publish import PublishFailed
 from relay.records import Record, build_records
 from relay.tracecontext import trace_headers
 
 log = logging.getLogger("relay.webhook")
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _JSON = "application/json"
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SIGNATURE = "X-Hub-Signature-256"
 # aiohttp's read buffer: the most one read of a chunked body delivers.
 _CHUNK_ALLOWANCE = 64 * 1024
@@ -66,9 +65,25 @@ class _Rejected(Exception):
         self.close = close
 
 
+def _elements(lines: list[str]) -> list[str]:
+    """The elements of a list-valued header over all its lines, in lower case; empty ones are
+    not elements (RFC 9110 §5.6.1)."""
+    return [e for e in (part.strip().lower() for line in lines for part in line.split(",")) if e]
+
+
+def _body_failed(exc: TimeoutError | RequestPayloadError | ConnectionError) -> _Rejected:
+    """How a body that did not arrive whole ends its request."""
+    if isinstance(exc, TimeoutError):
+        return _Rejected(Outcome.REQUEST_TIMEOUT, "body too slow", True)
+    if isinstance(exc, RequestPayloadError):  # the connection layer saw its framing break
+        return _Rejected(Outcome.BAD_HTTP, "malformed body framing", True)
+    return _Rejected(Outcome.CLIENT_DISCONNECTED, "client went away", True)
+
+
 class RecordPublisher(Protocol):
     """What the handler needs of a publisher: `relay.publish.Publisher`, with the spool on
-    `relay.spool.publisher.SpoolingPublisher`, or a small fake in the broker-free unit tests."""
+    `relay.spool.publisher.SpoolingPublisher`, or a small fake in the broker-free tests of
+    tests/edge."""
 
     async def publish(self, records: list[Record]) -> None:
         """Return once Kafka acknowledged every record (or, with the spool on, they are
@@ -90,10 +105,12 @@ class WebhookHandler:
         self._min_body_rate = server.min_body_rate_bytes_per_second
         self._max_inflight = server.max_inflight_requests
         self._max_inflight_bytes = server.max_inflight_bytes
-        retry_after = {"Retry-After": str(server.retry_after_seconds)}
-        self._headers = {
-            o: {"Content-Type": _JSON, **(retry_after if STATUS[o] == 503 else {})} for o in Outcome
-        }
+        self._answers = Answers(server.retry_after_seconds)
+        # Any client can be refused at will: rate-limited, so a flood costs a bounded log.
+        self._refused = RateLimitedLog(log, "request rejected", settings.log.rate_limit_seconds)
+        self._handshake_refused = RateLimitedLog(
+            log, "verification handshake refused", settings.log.rate_limit_seconds
+        )
         # Replaced whole when the credential files change (relay.credentials); each request
         # reads it once, so it is checked against one set of credentials from start to end.
         self.authenticator = authenticator
@@ -121,28 +138,26 @@ class WebhookHandler:
         """Return once no webhook request is in flight."""
         await self._idle.wait()
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: EdgeRequest) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = _request_id(request)
+        request_id = request.request_id
         if request.path != self._path:
             outcome = Outcome.NOT_FOUND
-            response = self._answer(outcome)
+            response = self._answers.response(outcome, request_id)
         elif request.method == "POST":
             outcome, response = await self._post(request, request_id)
         elif request.method in ("GET", "HEAD"):
             outcome, response = self._verify(request, request_id)
         else:
             outcome = Outcome.METHOD_NOT_ALLOWED
-            response = self._answer(outcome)
-            response.headers["Allow"] = "GET, POST"
-        response.headers["X-Request-Id"] = request_id
+            response = self._answers.response(outcome, request_id)
         self._metrics.requests[outcome].inc()
         self._metrics.request_duration[outcome].observe(time.perf_counter() - started)
         return response
 
     # -- GET: Meta's verification handshake -------------------------------------------------
 
-    def _verify(self, request: web.BaseRequest, request_id: str) -> tuple[Outcome, web.Response]:
+    def _verify(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, web.Response]:
         query = request.query
         token = query.get("hub.verify_token")
         challenge = query.get("hub.challenge")
@@ -152,18 +167,15 @@ class WebhookHandler:
             and challenge is not None
             and self.authenticator.check_verify_token(token)
         ):
-            return Outcome.VERIFIED, web.Response(text=challenge, content_type="text/plain")
-        log.info(
-            "verification handshake refused",
-            extra={"request_id": request_id, "outcome": Outcome.VERIFY_REJECTED.value},
+            return Outcome.VERIFIED, self._answers.challenge(challenge, request_id)
+        self._handshake_refused.info(
+            Outcome.VERIFY_REJECTED, "wrong or no verify token", request_id=request_id
         )
-        return Outcome.VERIFY_REJECTED, self._answer(Outcome.VERIFY_REJECTED)
+        return Outcome.VERIFY_REJECTED, self._answers.response(Outcome.VERIFY_REJECTED, request_id)
 
     # -- POST: the webhook ------------------------------------------------------------------
 
-    async def _post(
-        self, request: web.BaseRequest, request_id: str
-    ) -> tuple[Outcome, web.Response]:
+    async def _post(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, web.Response]:
         received_at = time.time()
         if self.closing:
             return self._reject(request_id, _Rejected(Outcome.SHUTTING_DOWN, "shutting down", True))
@@ -175,7 +187,7 @@ class WebhookHandler:
         self._idle.clear()
         try:
             outcome = await self._accept(request, request_id, received_at, self.authenticator)
-            return outcome, self._answer(outcome)
+            return outcome, self._answers.response(outcome, request_id)
         except _Rejected as rejected:
             return self._reject(request_id, rejected)
         finally:
@@ -184,14 +196,17 @@ class WebhookHandler:
                 self._idle.set()
 
     async def _accept(
-        self, request: web.BaseRequest, request_id: str, received_at: float, auth: Authenticator
+        self, request: EdgeRequest, request_id: str, received_at: float, auth: Authenticator
     ) -> Outcome:
         credentials = self._check_head(request, auth)
         content = request.content
         if request.content_length is not None and content.is_eof():
             # The whole body came with the head (the usual case for webhooks): take it as it is,
-            # with no coroutine and no timer on the hot path.
-            body = content.read_nowait()
+            # with no coroutine and no timer on the hot path. (Or it ended early: the error.)
+            try:
+                body = content.read_nowait()
+            except (RequestPayloadError, ConnectionError) as exc:
+                raise _body_failed(exc) from None
             self._reserve(len(body), held=0)
         else:
             body = await self._receive_body(request)
@@ -221,7 +236,7 @@ class WebhookHandler:
             )
         return Outcome.ACCEPTED
 
-    def _check_head(self, request: web.BaseRequest, auth: Authenticator) -> tuple[str, ...]:
+    def _check_head(self, request: EdgeRequest, auth: Authenticator) -> tuple[str, ...]:
         """Everything decided before a body byte is read; the credentials that matched."""
         headers = request.headers
         credentials: tuple[str, ...] = ()
@@ -237,26 +252,28 @@ class WebhookHandler:
             raise _Rejected(Outcome.PAYLOAD_TOO_LARGE, "content-length above limit", True)
         if request.content_type != _JSON:
             raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content type is not JSON", True)
-        coding = headers.get(hdrs.TRANSFER_ENCODING)
-        if coding is not None and coding.strip().lower() != "chunked":
+        # These three are lists, and a list may come in several header lines (RFC 9110 §5.3):
+        # every element of every line counts.
+        framing = headers.getall(hdrs.TRANSFER_ENCODING, ())
+        if framing and _elements(framing) != ["chunked"]:
             # aiohttp's parser accepts `gzip, chunked`; with inflating off, the coded bytes
             # would be the body.
             raise _Rejected(Outcome.BAD_HTTP, "transfer coding other than chunked", True)
-        encoding = headers.get(hdrs.CONTENT_ENCODING)
-        if encoding is not None and encoding.strip().lower() != "identity":
+        encodings = headers.getall(hdrs.CONTENT_ENCODING, ())
+        if encodings and any(coding != "identity" for coding in _elements(encodings)):
             # Neither Meta nor the gateway compresses; inflating would break the byte-for-byte
             # value and let a small body become a large one.
             raise _Rejected(Outcome.UNSUPPORTED_MEDIA_TYPE, "content encoding not accepted", True)
-        expect = headers.get(hdrs.EXPECT)
+        expectations = headers.getall(hdrs.EXPECT, ())
         if (
-            expect is not None
+            expectations
             and request.version >= HttpVersion11
-            and expect.strip().lower() != "100-continue"
+            and any(expectation != "100-continue" for expectation in _elements(expectations))
         ):
             raise _Rejected(Outcome.EXPECTATION_FAILED, "unknown expectation", True)
         return credentials
 
-    async def _receive_body(self, request: web.BaseRequest) -> bytes:
+    async def _receive_body(self, request: EdgeRequest) -> bytes:
         """A body still arriving, counted in the in-flight bytes as it comes (the caller
         releases it), within the time and pace the configuration allows.
 
@@ -268,7 +285,7 @@ class WebhookHandler:
         if request.version >= HttpVersion11 and request.headers.get(hdrs.EXPECT) is not None:
             # Only a 100-continue expectation gets this far (`_check_head`); everything that
             # could refuse the body before it is sent already has.
-            await request.writer.write(_CONTINUE)
+            await request.send_continue()
         loop = asyncio.get_running_loop()
         started = loop.time()
         latest = started + self._read_timeout
@@ -284,14 +301,11 @@ class WebhookHandler:
                     chunks.append(chunk)
                     if length is None:
                         limit.reschedule(self._body_deadline(started, latest, None, size))
-        except BaseException as exc:
+        except (TimeoutError, RequestPayloadError, ConnectionError) as exc:
             self._inflight_bytes -= size
-            if isinstance(exc, TimeoutError):
-                raise _Rejected(Outcome.REQUEST_TIMEOUT, "body too slow", True) from None
-            if isinstance(exc, RequestPayloadError):
-                raise _Rejected(Outcome.BAD_HTTP, "malformed body framing", True) from None
-            if isinstance(exc, ConnectionError):
-                raise _Rejected(Outcome.CLIENT_DISCONNECTED, "client went away", True) from None
+            raise _body_failed(exc) from None
+        except BaseException:
+            self._inflight_bytes -= size
             raise
         return b"".join(chunks)
 
@@ -350,27 +364,9 @@ class WebhookHandler:
         self._metrics.auth_failures[failure].inc()
         return _Rejected(Outcome.UNAUTHORIZED, failure.value, close)
 
-    def _answer(self, outcome: Outcome) -> web.Response:
-        # Headers from a template per outcome: aiohttp copies them, and parses no content type.
-        return web.Response(
-            status=STATUS[outcome], body=BODIES[outcome], headers=self._headers[outcome]
-        )
-
     def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, web.Response]:
         if rejected.outcome not in _LOGGED_WHEN_PUBLISHING:
-            log.info(
-                "request rejected",
-                extra={"request_id": request_id, "outcome": rejected.outcome.value,
-                       "reason": rejected.reason},
-            )  # fmt: skip
-        response = self._answer(rejected.outcome)
-        if rejected.close:
-            response.force_close()
-        return rejected.outcome, response
-
-
-def _request_id(request: web.BaseRequest) -> str:
-    given = request.headers.get("X-Request-Id")
-    if given is not None and _REQUEST_ID.fullmatch(given):
-        return given
-    return new_request_id()
+            self._refused.info(rejected.outcome, rejected.reason, request_id=request_id)
+        return rejected.outcome, self._answers.response(
+            rejected.outcome, request_id, close=rejected.close
+        )

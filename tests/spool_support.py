@@ -19,12 +19,12 @@ from pathlib import Path
 import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from devsupport import samples
 from devsupport import topics as kafka_topics
 from devsupport.ports import LOOPBACK
 from devsupport.relay_process import RelayProcess
 from relay.config import EventType
-from tests import samples
-from tests.conftest import TOKEN
+from tests.relays import TOKEN
 
 # Kafka settings that notice an outage, and its end, within seconds.
 FAST_KAFKA = {

@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from relay.runtime import StartupError
+from relay.startup import StartupError
 
 LOCK_NAME = "lock"
 

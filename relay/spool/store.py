@@ -19,10 +19,10 @@ from pathlib import Path
 from relay.config import SpoolConfig
 from relay.metrics import Metrics
 from relay.records import Record
-from relay.runtime import StartupError
 from relay.spool import frames, segments
 from relay.spool.lock import DirectoryLock
 from relay.spool.writer import Append, Commit, GroupCommitWriter
+from relay.startup import StartupError
 
 log = logging.getLogger("relay.spool")
 

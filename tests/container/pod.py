@@ -42,7 +42,7 @@ from tests.chart import (
     render,
     workload,
 )
-from tests.conftest import delete_topics
+from tests.relays import delete_topics
 from tests.secret_mount import SecretMount
 
 _QUANTITY = re.compile(r"(\d+)(Ki|Mi|Gi)?")

@@ -21,11 +21,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devsupport import failover, samples
 from devsupport.ports import LOOPBACK
 from devsupport.relay_process import http_get
+from devsupport.topics import consume
+from devsupport.topics import size as topic_size
 from relay.config import EventType
-from tests import failover, samples
-from tests.conftest import consume, topic_size
 from tests.container.pod import Booted, boot
 
 # Marked needs_tool("helm") and given a longer timeout by tests/container/conftest.py.

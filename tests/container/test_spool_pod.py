@@ -16,11 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devsupport import failover, samples
+from devsupport.topics import consume
 from relay.config import EventType
 from relay.spool.drainer import SPOOLED_AT_HEADER
 from relay.spool.lock import LOCK_NAME
-from tests import failover, samples
-from tests.conftest import consume
 from tests.container.pod import Booted, boot
 
 SCENARIO = "spool-values.yaml"

@@ -11,16 +11,9 @@ import aiohttp
 import pytest
 
 from devsupport.ports import LOOPBACK
-from tests.hostile.conftest import (
-    BODY,
-    SHORT_BOUNDS,
-    RelayStarter,
-    Target,
-    exchange,
-    head,
-    held_open,
-    small_send_buffer,
-)
+from tests.hostile.conftest import BODY, short_bounds
+from tests.raw_http import exchange, held_open, raw_request
+from tests.relays import Relays, RelayUnderTest
 
 pytestmark = pytest.mark.asyncio
 
@@ -28,9 +21,11 @@ pytestmark = pytest.mark.asyncio
 SLACK = 1.0
 
 
-async def test_a_trickled_head_is_answered_408_at_the_header_timeout(bearer: Target) -> None:
+async def test_a_trickled_head_is_answered_408_at_the_header_timeout(
+    bearer: RelayUnderTest,
+) -> None:
     before = bearer.outcome("request_timeout")
-    pieces = [bytes([b]) for b in head(length=len(BODY))]
+    pieces = [bytes([b]) for b in raw_request(length=len(BODY))]
     result = await exchange(bearer.port, *pieces, pause=0.2, read_for=6)
     assert result.status == 408
     assert result.closed
@@ -38,7 +33,7 @@ async def test_a_trickled_head_is_answered_408_at_the_header_timeout(bearer: Tar
     assert bearer.outcome("request_timeout") == before + 1
 
 
-async def test_a_silent_connection_is_closed_at_the_header_timeout(bearer: Target) -> None:
+async def test_a_silent_connection_is_closed_at_the_header_timeout(bearer: RelayUnderTest) -> None:
     result = await exchange(bearer.port, read_for=6)
     assert result.closed
     assert result.answer == b""
@@ -46,9 +41,9 @@ async def test_a_silent_connection_is_closed_at_the_header_timeout(bearer: Targe
 
 
 async def test_an_idle_keepalive_connection_closes_after_the_keepalive_timeout(
-    bearer: Target,
+    bearer: RelayUnderTest,
 ) -> None:
-    result = await exchange(bearer.port, head(length=len(BODY)) + BODY, read_for=8)
+    result = await exchange(bearer.port, raw_request(body=BODY), read_for=8)
     assert result.status == 200
     assert result.closed
     # 2 s of keep-alive after the answer: longer than the header timeout, so it is the idle
@@ -56,10 +51,10 @@ async def test_an_idle_keepalive_connection_closes_after_the_keepalive_timeout(
     assert 2.0 <= result.seconds <= 2.0 + SLACK
 
 
-async def test_a_head_above_max_header_bytes_is_431_and_closed(bearer: Target) -> None:
+async def test_a_head_above_max_header_bytes_is_431_and_closed(bearer: RelayUnderTest) -> None:
     before = bearer.outcome("bad_http")
     filler = [b"X-Filler-%d: %s" % (i, b"f" * 1000) for i in range(40)]  # 40 KiB > 32 KiB
-    raw = head(*filler)
+    raw = raw_request(*filler, length=None)
     result = await exchange(bearer.port, *[raw[i : i + 4096] for i in range(0, len(raw), 4096)])
     assert result.status == 431
     assert result.closed
@@ -67,8 +62,8 @@ async def test_a_head_above_max_header_bytes_is_431_and_closed(bearer: Target) -
     assert bearer.outcome("bad_http") == before + 1
 
 
-async def test_no_version_banner_on_either_port(bearer: Target) -> None:
-    accepted = await exchange(bearer.port, head(length=len(BODY)) + BODY, read_for=0.5)
+async def test_no_version_banner_on_either_port(bearer: RelayUnderTest) -> None:
+    accepted = await exchange(bearer.port, raw_request(body=BODY), read_for=0.5)
     refused = await exchange(bearer.port, b"NOT HTTP AT ALL\r\n\r\n")
     assert accepted.status == 200
     assert refused.status == 400
@@ -76,18 +71,18 @@ async def test_no_version_banner_on_either_port(bearer: Target) -> None:
         assert answer.header("Server") is None
     async with aiohttp.ClientSession() as http:
         for path in ("/metrics", "/healthz", "/readyz", "/nope"):
-            url = f"{bearer.process.admin_url}{path}"
+            url = f"{bearer.admin_url}{path}"
             async with http.get(url) as response:
                 assert response.status in (200, 404)
                 assert "Server" not in response.headers
 
 
 async def test_an_honest_client_reads_its_401_and_an_attacker_stream_is_cut(
-    bearer: Target,
+    bearer: RelayUnderTest,
 ) -> None:
     # Honest: a wrong token with its small body sent at once reads the 401, not a reset.
     wrong = b"wrong-token-0123456789"
-    honest = await exchange(bearer.port, head(token=wrong, length=len(BODY)) + BODY)
+    honest = await exchange(bearer.port, raw_request(token=wrong, body=BODY))
     assert honest.status == 401
     assert honest.closed
 
@@ -97,7 +92,7 @@ async def test_an_honest_client_reads_its_401_and_an_attacker_stream_is_cut(
     sock = small_send_buffer()
     sock.setblocking(False)
     await loop.sock_connect(sock, (LOOPBACK, bearer.port))
-    await loop.sock_sendall(sock, head(token=wrong, length=50_000_000))
+    await loop.sock_sendall(sock, raw_request(token=wrong, length=50_000_000))
     started = time.monotonic()
     sent = 0
     cut = False
@@ -120,34 +115,38 @@ async def test_an_honest_client_reads_its_401_and_an_attacker_stream_is_cut(
 
 
 async def test_at_the_connection_cap_idle_and_slow_connections_make_room(
-    start_relay: RelayStarter,
+    process_relays: Relays,
 ) -> None:
-    target = start_relay(
-        RELAY_SERVER__MAX_CONNECTIONS="20",
-        RELAY_SERVER__HEADER_TIMEOUT_SECONDS="30",
-        RELAY_SERVER__KEEPALIVE_TIMEOUT_SECONDS="30",
+    target = process_relays.start_process(
+        server={
+            "max_connections": 20,
+            "header_timeout_seconds": 30,
+            "keepalive_timeout_seconds": 30,
+        }
     )
     # Twenty connections that started a head and stalled: the cap is full of them.
     async with held_open(target.port, 20, b"POST /webhook HTTP/1.1\r\nHost: x\r\n"):
         await target.until("whatsapp_relay_connections", 20)
-        result = await exchange(target.port, head(length=len(BODY)) + BODY, read_for=0.5)
+        result = await exchange(target.port, raw_request(body=BODY), read_for=0.5)
         assert result.status == 200
     assert target.metric("whatsapp_relay_connections_closed_total", reason="evicted") >= 1
     assert target.metric("whatsapp_relay_connection_limit") == 20
 
 
 async def test_when_every_connection_is_busy_a_new_one_gets_503(
-    start_relay: RelayStarter,
+    process_relays: Relays,
 ) -> None:
-    target = start_relay(
-        RELAY_SERVER__MAX_CONNECTIONS="10",
-        RELAY_SERVER__BODY_READ_TIMEOUT_SECONDS="30",
-        RELAY_SERVER__MIN_BODY_RATE_BYTES_PER_SECOND="1",
+    target = process_relays.start_process(
+        server={
+            "max_connections": 10,
+            "body_read_timeout_seconds": 30,
+            "min_body_rate_bytes_per_second": 1,
+        }
     )
     # Ten authenticated requests in progress (their bodies trickle): none may be evicted.
-    async with held_open(target.port, 10, head(length=1000) + b"{"):
+    async with held_open(target.port, 10, raw_request(length=1000, body=b"{")):
         await target.until("whatsapp_relay_inflight_requests", 10)
-        result = await exchange(target.port, head(length=len(BODY)) + BODY)
+        result = await exchange(target.port, raw_request(body=BODY))
         assert result.status == 503
         assert result.header("Retry-After") == "5"
         assert result.closed
@@ -155,11 +154,11 @@ async def test_when_every_connection_is_busy_a_new_one_gets_503(
 
 
 async def test_a_thousand_idle_connections_do_not_keep_a_request_out(
-    start_relay: RelayStarter,
+    process_relays: Relays,
 ) -> None:
-    target = start_relay(**SHORT_BOUNDS, RELAY_SERVER__MAX_CONNECTIONS="500")
+    target = process_relays.start_process(**short_bounds(max_connections=500))
     async with held_open(target.port, 1000):
-        result = await exchange(target.port, head(length=len(BODY)) + BODY, read_for=0.5)
+        result = await exchange(target.port, raw_request(body=BODY), read_for=0.5)
         assert result.status == 200
         assert target.metric("whatsapp_relay_connections") <= 500
     # ...and the silent ones are gone after the header timeout.
@@ -168,12 +167,13 @@ async def test_a_thousand_idle_connections_do_not_keep_a_request_out(
 
 
 async def test_clients_that_never_read_their_answers_cannot_hold_the_cap(
-    start_relay: RelayStarter,
+    process_relays: Relays,
 ) -> None:
     # The admin port, for its large answers (/metrics): a few hundred pipelined requests fill
     # any socket buffer. Both listeners are the same connection layer.
-    target = start_relay(**SHORT_BOUNDS, RELAY_SERVER__MAX_CONNECTIONS="3")
-    port = target.process.admin_port
+    target = process_relays.start_process(**short_bounds(max_connections=3))
+    port = target.admin_port
+    assert port is not None
     loop = asyncio.get_running_loop()
     pipelined = 300
     stalled = []
@@ -225,3 +225,10 @@ async def read_to_end(sock: socket.socket, within: float) -> tuple[int, bool]:
     except TimeoutError:
         return received.count(b"HTTP/1.1 "), False
     return received.count(b"HTTP/1.1 "), True
+
+
+def small_send_buffer() -> socket.socket:
+    """A client socket that cannot park megabytes in its own kernel buffer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+    return sock

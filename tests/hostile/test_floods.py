@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from tests.conftest import TOKEN
-from tests.hostile.conftest import BODY, RelayStarter, Target, exchange, head
+from tests.hostile.conftest import BODY
+from tests.raw_http import exchange, raw_request
+from tests.relays import TOKEN, Relays, RelayUnderTest
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,7 +31,7 @@ async def flood(port: int, raw: bytes, count: int, *, concurrency: int = 32) -> 
     return statuses
 
 
-async def settled_rss(target: Target, within: float = 5.0) -> float:
+async def settled_rss(target: RelayUnderTest, within: float = 5.0) -> float:
     """RSS once it stops falling (or after `within` seconds)."""
     deadline = time.monotonic() + within
     rss = target.rss_mib()
@@ -44,11 +45,13 @@ async def settled_rss(target: Target, within: float = 5.0) -> float:
 
 
 @pytest.fixture(scope="module")
-def flooded(start_relay: RelayStarter) -> Target:
-    return start_relay()
+def flooded(process_relays: Relays) -> RelayUnderTest:
+    return process_relays.start_process()
 
 
-async def test_a_flood_of_huge_header_lines_leaves_no_memory_behind(flooded: Target) -> None:
+async def test_a_flood_of_huge_header_lines_leaves_no_memory_behind(
+    flooded: RelayUnderTest,
+) -> None:
     # Each request carries a 250 KB header line carrying the real token; aiohttp refuses it
     # after 8 KB, but used to keep every error (and the bytes it had read) in a reference
     # cycle that only a rare full collection would free: 3,000 of them took RSS to 554 MiB.
@@ -64,18 +67,32 @@ async def test_a_flood_of_huge_header_lines_leaves_no_memory_behind(flooded: Tar
     assert flooded.outcome("bad_http") == counted + 1500
 
 
-async def test_a_credential_flood_leaves_no_memory_behind(flooded: Target) -> None:
-    raw = head(token=b"guess-0000000000000000", length=len(BODY)) + BODY
+async def test_a_credential_flood_leaves_no_memory_and_little_log_behind(
+    flooded: RelayUnderTest,
+) -> None:
+    raw = raw_request(token=b"guess-0000000000000000", body=BODY)
     before = flooded.rss_mib()
+    since = len(flooded.log().splitlines())
+    started = time.monotonic()
     statuses = await flood(flooded.port, raw, 3000)
+    seconds = time.monotonic() - started
     assert statuses == {401: 3000}
     after = await settled_rss(flooded)
     assert after < RSS_CEILING_MIB
     assert after < before + 25
+    # One kind of refusal: a line a second at most, and one a second counting the rest.
+    await asyncio.sleep(1.1)  # the last count is written
+    lines = [json.loads(line) for line in flooded.log().splitlines()[since:]]
+    refused = [line for line in lines if line["msg"].startswith("request rejected")]
+    assert len(refused) <= 2 * (seconds + 2)
+    assert {(line["outcome"], line["reason"]) for line in refused} == {
+        ("unauthorized", "invalid_token")
+    }
+    assert sum(line.get("suppressed", 1) for line in refused) == 3000  # every one counted
 
 
 async def test_malformed_http_is_logged_rarely_without_bytes_and_counted(
-    flooded: Target,
+    flooded: RelayUnderTest,
 ) -> None:
     # The real token followed by a control byte: aiohttp used to log this raw line at ERROR.
     raw = (
@@ -101,8 +118,8 @@ async def test_malformed_http_is_logged_rarely_without_bytes_and_counted(
     assert all(line["level"] == "INFO" and line["peer"] == "127.0.0.1" for line in new_lines)
 
 
-async def test_the_log_never_holds_a_token_a_body_or_a_traceback(flooded: Target) -> None:
-    await exchange(flooded.port, head(length=len(BODY)) + BODY)  # one accepted request too
+async def test_the_log_never_holds_a_token_a_body_or_a_traceback(flooded: RelayUnderTest) -> None:
+    await exchange(flooded.port, raw_request(body=BODY))  # one accepted request too
     log = flooded.log()
     assert TOKEN not in log
     assert "guess-0000000000000000" not in log

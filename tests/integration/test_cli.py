@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import trustme
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from devsupport import topics
+from devsupport import samples, topics
 from devsupport.ports import LOOPBACK, free_port
-from devsupport.relay_process import RELAY, RelayProcess
-from relay import config
-from tests import samples
-from tests.conftest import SECOND_TOKEN, TOKEN, SettingsFactory
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
-    import os
-
-    return subprocess.run(
-        [*RELAY, *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def settings_env(settings: config.Settings) -> dict[str, str]:
-    """The environment that reproduces `settings` for a child process."""
-    env = {
-        "RELAY_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "RELAY_AUTH__BEARER_TOKENS": json.dumps(settings.auth.bearer_tokens),
-    }
-    for event_type, name in settings.topics.names().items():
-        env[f"RELAY_TOPICS__{event_type.value.upper()}"] = name
-    return env
+from tests.relays import SECOND_TOKEN, TOKEN, Relays, SettingsFactory, run_cli, settings_env
 
 
 def test_check_config_prints_the_effective_config_redacted() -> None:
@@ -113,6 +84,25 @@ def test_serve_refuses_an_aiokafka_that_lacks_what_the_relay_relies_on(tmp_path:
     assert "install aiokafka>=0.14,<0.15" in stderr
 
 
+def test_serve_refuses_an_aiohttp_that_behaves_otherwise(tmp_path: Path) -> None:
+    # An aiohttp release whose responses no longer call the prepare hook: every name is there,
+    # only the behaviour changed, as sitecustomize makes it.
+    (tmp_path / "sitecustomize.py").write_text(
+        "from aiohttp import web\n"
+        "async def _start(self, request):\n"
+        "    self._req = request\n"
+        "    writer = self._payload_writer = request._payload_writer\n"
+        "    await self._prepare_headers()\n"
+        "    await self._write_headers()\n"
+        "    return writer\n"
+        "web.StreamResponse._start = _start\n"
+    )
+    stderr = refused_start({"PYTHONPATH": str(tmp_path)})
+    assert "does not behave as the relay's connection layer (relay/edge.py) relies on" in stderr
+    assert "the prepare hook was not called" in stderr
+    assert "install aiohttp>=3.14.3,<3.15" in stderr.lower()
+
+
 def test_serve_refuses_to_start_without_credentials() -> None:
     for command in ("serve", "check-config"):
         result = run_cli(command, env={"RELAY_AUTH__BEARER_TOKENS": "[]"})
@@ -163,8 +153,8 @@ async def test_topics_create_sizes_topics_for_the_body_limit(
     assert settings.record_size_limit > settings.server.max_body_bytes
 
 
-async def test_tail_prints_key_headers_and_value(relay_factory: Callable[..., Any]) -> None:
-    relay = await relay_factory()
+async def test_tail_prints_key_headers_and_value(relays: Relays) -> None:
+    relay = await relays()
     body = samples.body(samples.envelope(samples.message_change(sender="777")))
     assert (await relay.post(body)).status == 200
     result = run_cli(
@@ -177,25 +167,11 @@ async def test_tail_prints_key_headers_and_value(relay_factory: Callable[..., An
     assert body.decode() in result.stdout
 
 
-async def test_serve_process_accepts_a_webhook(
-    make_settings: SettingsFactory, tmp_path: Path
-) -> None:
-    settings = make_settings()
-    env = settings_env(settings)
-    assert run_cli("topics", "create", env=env).returncode == 0
-    relay = RelayProcess(env, tmp_path / "relay.log").start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            body = samples.body(samples.envelope(samples.account_change()))
-            async with http.post(
-                relay.url,
-                data=body,
-                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-            ) as response:
-                assert response.status == 200
-    finally:
-        relay.terminate()
-        assert relay.wait(within=15) == 0
+async def test_serve_process_accepts_a_webhook(relays: Relays) -> None:
+    relay = await relays(process=True)
+    body = samples.body(samples.envelope(samples.account_change()))
+    assert (await relay.post(body)).status == 200
+    await asyncio.to_thread(relay.stop_process)  # SIGTERM: a clean exit
     log = relay.log()
     assert TOKEN not in log
     assert SECOND_TOKEN not in log
@@ -213,19 +189,17 @@ def tls_ca() -> trustme.CA:
 
 
 async def test_tls_listener_serves_https(
-    relay_factory: Callable[..., Any], tls_ca: trustme.CA, tmp_path: Path
+    relays: Relays, tls_ca: trustme.CA, tmp_path: Path
 ) -> None:
     cert = tls_ca.issue_cert(LOOPBACK, "localhost")
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
-    relay = await relay_factory(
-        server={"tls_cert_file": str(cert_file), "tls_key_file": str(key_file)}
-    )
+    relay = await relays(server={"tls_cert_file": str(cert_file), "tls_key_file": str(key_file)})
     client_context = ssl.create_default_context()
     tls_ca.configure_trust(client_context)
     body = samples.body(samples.envelope(samples.template_change()))
-    url = f"https://{LOOPBACK}:{relay.service.public_port}/webhook"
+    url = f"https://{LOOPBACK}:{relay.port}/webhook"
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
         async with http.post(url, data=body, headers=headers, ssl=client_context) as response:

@@ -8,14 +8,14 @@ chart's production scenario sets zstd. The project now depends on aiokafka's cod
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, get_args
+from typing import get_args
 
 import pytest
 
+from devsupport import samples
+from devsupport.topics import consume
 from relay.config import KafkaConfig
-from tests import samples
-from tests.conftest import RunningRelay, consume
+from tests.relays import Relays
 
 # Optional[Literal["gzip", ...]]: the literal's values.
 (LITERAL, _none) = get_args(KafkaConfig.model_fields["compression_type"].annotation)
@@ -27,10 +27,8 @@ def test_the_configuration_offers_these_codecs() -> None:
 
 
 @pytest.mark.parametrize("codec", NAMED)
-async def test_a_webhook_is_published_with_each_codec(
-    relay_factory: Callable[..., Any], codec: str
-) -> None:
-    relay: RunningRelay = await relay_factory(kafka={"compression_type": codec})
+async def test_a_webhook_is_published_with_each_codec(relays: Relays, codec: str) -> None:
+    relay = await relays(kafka={"compression_type": codec})
     body = samples.body(samples.envelope(samples.status_change(status=f"read-{codec}")))
     response = await relay.post(body)
     assert response.status == 200

@@ -19,11 +19,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devsupport.failover import FAULTS, TOKEN, Fault, Traffic, inject, read_back
 from devsupport.local_kafka import LocalKafkaCluster
 from devsupport.relay_process import RelayProcess
 from relay.config import EventType
-from tests.failover import FAULTS, TOKEN, Fault, Traffic, inject, read_back
-from tests.integration.test_cli import run_cli
+from tests.relays import run_cli
 
 RATE = 100.0  # webhooks per second
 HANG_SECONDS = 12.0  # longer than broker.session.timeout.ms (9 s): the node gets fenced

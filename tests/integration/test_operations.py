@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 import orjson
@@ -14,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from devsupport import samples
 from devsupport.ports import LOOPBACK
 from relay import logs
 from relay.config import EventType
@@ -21,15 +20,13 @@ from relay.metrics import LATENCY_BUCKETS
 from relay.outcomes import AuthFailure, Outcome, PublishError
 from relay.service import Service
 from relay.topics import create_topics
-from tests import samples
-from tests.conftest import (
+from tests.relays import (
     APP_SECRET,
     TOKEN,
     VERIFY_TOKEN,
-    RunningRelay,
+    Relays,
+    RelayUnderTest,
     SettingsFactory,
-    start_relay,
-    wait_ready,
 )
 
 
@@ -45,8 +42,8 @@ def value(text: str, name: str, **labels: str) -> float:
     return samples_of(text)[name, tuple(sorted(labels.items()))]
 
 
-async def test_every_metric_exists_at_zero_before_any_request(relay: RunningRelay) -> None:
-    text = await relay.metrics()
+async def test_every_metric_exists_at_zero_before_any_request(relay: RelayUnderTest) -> None:
+    text = relay.exposition()
     for outcome in Outcome:
         assert value(text, "whatsapp_relay_requests_total", outcome=outcome) == 0
         assert value(text, "whatsapp_relay_request_duration_seconds_count", outcome=outcome) == 0
@@ -82,7 +79,7 @@ async def test_every_metric_exists_at_zero_before_any_request(relay: RunningRela
     assert LATENCY_BUCKETS[0] <= 0.0005
 
 
-async def test_metrics_count_what_happened(relay: RunningRelay) -> None:
+async def test_metrics_count_what_happened(relay: RelayUnderTest) -> None:
     good = samples.body(samples.envelope(samples.status_change(), samples.echo_change()))
     for _ in range(3):
         assert (await relay.post(good)).status == 200
@@ -91,7 +88,7 @@ async def test_metrics_count_what_happened(relay: RunningRelay) -> None:
     assert (await relay.post(not_json)).status == 400
     assert (await relay.post(page)).status == 404
     assert (await relay.post(good, headers={"Content-Type": "text/plain"})).status == 415
-    text = await relay.metrics()
+    text = relay.exposition()
 
     def requests(outcome: Outcome) -> float:
         return value(text, "whatsapp_relay_requests_total", outcome=outcome)
@@ -115,16 +112,17 @@ async def test_metrics_count_what_happened(relay: RunningRelay) -> None:
     ) + len(page)
 
 
-async def test_413_and_broker_failures_are_counted(relay_factory: Callable[..., Any]) -> None:
-    relay = await relay_factory(server={"max_body_bytes": 2048})
+async def test_413_and_broker_failures_are_counted(relays: Relays) -> None:
+    relay = await relays(server={"max_body_bytes": 2048})
     assert (await relay.post(b"{" + b" " * 3000 + b"}")).status == 413
     # Kill the producer's sender: the next request is refused as Kafka-unavailable.
+    assert relay.service is not None
     producer = relay.service.publisher._producer
     assert producer is not None
     await _kill_sender(producer.producer)
     body = samples.body(samples.envelope(samples.template_change()))
     assert (await relay.post(body)).status == 503
-    text = await relay.metrics()
+    text = relay.exposition()
     assert value(text, "whatsapp_relay_requests_total", outcome="payload_too_large") == 1
     assert value(text, "whatsapp_relay_requests_total", outcome="kafka_unavailable") == 1
     assert (
@@ -134,8 +132,9 @@ async def test_413_and_broker_failures_are_counted(relay_factory: Callable[..., 
 
 
 async def test_the_producer_is_idempotent_with_acks_all_and_sized_for_the_body_limit(
-    relay: RunningRelay,
+    relay: RelayUnderTest,
 ) -> None:
+    assert relay.service is not None
     handle = relay.service.publisher._producer
     assert handle is not None
     producer = handle.producer
@@ -145,7 +144,7 @@ async def test_the_producer_is_idempotent_with_acks_all_and_sized_for_the_body_l
     assert producer._max_request_size > relay.settings.server.max_body_bytes
 
 
-async def test_health_and_readiness_live_on_the_admin_port_only(relay: RunningRelay) -> None:
+async def test_health_and_readiness_live_on_the_admin_port_only(relay: RelayUnderTest) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{relay.admin_url}/healthz") as health:
             assert health.status == 200
@@ -191,8 +190,9 @@ async def test_dead_producer_is_rebuilt_without_a_restart(
     service = Service(settings, producer_factory=factory)
     await create_topics(settings)
     await service.start()
+    relay = RelayUnderTest.around(service)
     try:
-        await wait_ready(service)
+        await relay.wait_ready()
         first = built[-1]
         failures_left = 2
         await _kill_sender(first)
@@ -207,7 +207,7 @@ async def test_dead_producer_is_rebuilt_without_a_restart(
             async with http.get(f"http://{LOOPBACK}:{service.admin_port}/readyz") as ready:
                 assert ready.status == 503
 
-            await wait_ready(service, within=30)
+            await relay.wait_ready(within=30)
             async with http.post(url, data=body, headers=headers) as accepted:
                 assert accepted.status == 200
         assert built[-1] is not first
@@ -223,10 +223,10 @@ async def test_dead_producer_is_rebuilt_without_a_restart(
 
 
 async def test_logs_are_json_with_request_ids_and_never_secrets(
-    relay_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    relays: Relays, caplog: pytest.LogCaptureFixture
 ) -> None:
     formatter = logs.JsonFormatter()
-    relay: RunningRelay = await relay_factory(
+    relay: RelayUnderTest = await relays(
         auth={"app_secrets": [APP_SECRET], "bearer_tokens": [TOKEN]}
     )
     body = samples.body(samples.envelope(samples.message_change(text="private words")))
@@ -247,7 +247,7 @@ async def test_logs_are_json_with_request_ids_and_never_secrets(
 
 
 async def test_per_request_lines_only_at_debug(
-    relay: RunningRelay, caplog: pytest.LogCaptureFixture
+    relay: RelayUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = samples.body(samples.envelope(samples.template_change()))
     with caplog.at_level(logging.INFO):
@@ -269,8 +269,8 @@ def test_text_format_is_available() -> None:
 
 async def test_readyz_fails_at_once_when_shutting_down(make_settings: SettingsFactory) -> None:
     settings = make_settings(shutdown={"drain_seconds": 1.0, "timeout_seconds": 3})
-    service = await start_relay(settings)
-    await wait_ready(service)
+    service = (await RelayUnderTest.in_process(settings)).service
+    assert service is not None
     stopping = asyncio.create_task(service.shutdown())
     await asyncio.sleep(0.1)
     async with aiohttp.ClientSession() as http:

@@ -18,10 +18,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devsupport import samples
 from devsupport.relay_process import RelayProcess, http_status
-from tests import samples
-from tests.conftest import SettingsFactory, topic_size
-from tests.integration.test_cli import run_cli, settings_env
+from devsupport.topics import size as topic_size
+from tests.relays import SettingsFactory, run_cli, settings_env
 from tests.secret_mount import SecretMount
 
 OLD = "rotation-old-token-0123456789"
@@ -138,7 +138,7 @@ async def rotating(
         mount = SecretMount(tmp_path / f"secrets-{len(started)}")
         mount.write({"bearer_tokens": f"{OLD}\n", "verify_token": VERIFY})
         env = settings_env(settings)
-        del env["RELAY_AUTH__BEARER_TOKENS"]
+        del env["RELAY_AUTH__BEARER_TOKENS"], env["RELAY_AUTH__VERIFY_TOKEN"]  # from files here
         env.update(
             RELAY_AUTH__BEARER_TOKENS_FILE=str(mount.path("bearer_tokens")),
             RELAY_AUTH__VERIFY_TOKEN_FILE=str(mount.path("verify_token")),

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import aiohttp
 
+from devsupport import samples
 from devsupport.local_kafka import LocalKafka
 from devsupport.relay_process import RelayProcess
-from tests import samples
-from tests.conftest import TOKEN, SettingsFactory, consume
-from tests.integration.test_cli import run_cli, settings_env
+from devsupport.topics import consume
+from tests.relays import TOKEN, SettingsFactory, run_cli, settings_env
 
 SHUTDOWN_TIMEOUT = 5.0
 WORKERS = 8

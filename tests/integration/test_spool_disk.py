@@ -20,13 +20,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from devsupport import samples
 from devsupport import topics as kafka_topics
 from devsupport.ports import LOOPBACK, free_port
 from devsupport.relay_process import RelayProcess
 from relay.spool import segments
-from tests import samples
-from tests.conftest import TOKEN
-from tests.integration.test_cli import run_cli
+from tests.relays import TOKEN, run_cli
 from tests.spool_support import (
     headers_of,
     metric,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from devsupport.failover import TOKEN, Traffic, inject, read_back
 from devsupport.local_kafka import LocalKafkaCluster
 from devsupport.relay_process import RelayProcess
-from tests.failover import TOKEN, Traffic, inject, read_back
-from tests.integration.test_cli import run_cli
 from tests.integration.test_failover import relay_env
+from tests.relays import run_cli
 from tests.spool_support import topic_names, until_drained
 
 RATE = 100.0

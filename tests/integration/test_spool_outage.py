@@ -20,7 +20,7 @@ import pytest
 from devsupport import topics as kafka_topics
 from devsupport.local_kafka import LocalKafka
 from devsupport.relay_process import RelayProcess
-from tests.integration.test_cli import run_cli
+from tests.relays import run_cli
 from tests.spool_support import (
     KeyedLoad,
     order_problems,

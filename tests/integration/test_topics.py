@@ -8,17 +8,13 @@ The session broker is a single node, so every topic on it is exactly that; the d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from devsupport import topics
 from relay.config import EventType
 from relay.readiness import Readiness
-from tests.conftest import RunningRelay, SettingsFactory
-from tests.integration.test_cli import run_cli, settings_env
-from tests.integration.test_operations import value
+from tests.relays import Relays, RelayUnderTest, SettingsFactory, run_cli, settings_env
 
 
 async def test_topics_create_says_a_single_broker_cannot_be_durable_and_reports_differences(
@@ -49,9 +45,10 @@ async def test_topics_create_says_a_single_broker_cannot_be_durable_and_reports_
 
 
 async def test_a_relay_that_requires_durable_topics_is_not_ready_on_a_single_replica(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
-    relay: RunningRelay = await relay_factory(kafka={"require_durable_topics": True}, ready=False)
+    relay = await relays(kafka={"require_durable_topics": True}, ready=False)
+    assert relay.service is not None
     readiness: Readiness = relay.service.readiness
     reason = readiness.reason
     assert reason is not None
@@ -59,18 +56,18 @@ async def test_a_relay_that_requires_durable_topics_is_not_ready_on_a_single_rep
     assert f"{relay.settings.topics.status}: a 200 can rest on one replica" in reason
     async with relay.http.get(f"{relay.admin_url}/readyz") as answer:
         assert answer.status == 503
-    text = await relay.metrics()
     for event_type in EventType:
-        assert value(text, "whatsapp_relay_topic_replication_factor", event_type=event_type) == 1
-        assert value(text, "whatsapp_relay_topic_min_insync_replicas", event_type=event_type) == 1
-    assert value(text, "whatsapp_relay_ready") == 0
+        assert relay.metric("whatsapp_relay_topic_replication_factor", event_type=event_type) == 1
+        assert relay.metric("whatsapp_relay_topic_min_insync_replicas", event_type=event_type) == 1
+    assert relay.metric("whatsapp_relay_ready") == 0
 
 
 async def test_without_the_requirement_it_serves_and_warns_once_per_topic(
-    relay_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    relays: Relays, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="relay.topics"):
-        relay: RunningRelay = await relay_factory()
+        relay: RelayUnderTest = await relays()
+        assert relay.service is not None
         readiness: Readiness = relay.service.readiness
         assert readiness.reason is None
         await relay.service.publisher._watch.check()  # a second look warns no more

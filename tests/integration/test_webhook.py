@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -16,61 +15,44 @@ import orjson
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
+from devsupport import samples
 from devsupport.ports import LOOPBACK
+from devsupport.topics import consume
+from devsupport.topics import size as topic_size
 from relay.config import EventType
-from tests import samples
-from tests.conftest import (
+from tests.raw_http import exchange, raw_request, signature
+from tests.relays import (
     APP_SECRET,
     SECOND_TOKEN,
     TOKEN,
     VERIFY_TOKEN,
-    RunningRelay,
-    consume,
-    topic_size,
+    Relays,
+    RelayUnderTest,
 )
 
 pytestmark = pytest.mark.asyncio
 
 
-async def topic_sizes(relay: RunningRelay) -> dict[EventType, int]:
+async def topic_sizes(relay: RelayUnderTest) -> dict[EventType, int]:
     bootstrap = relay.settings.kafka.bootstrap_servers
     return {
         t: await topic_size(bootstrap, name) for t, name in relay.settings.topics.names().items()
     }
 
 
-async def raw_exchange(port: int, request: bytes, *, read_for: float = 5.0) -> bytes:
-    """Send bytes exactly as given (headers no HTTP client would send) and read the answer."""
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(read_for):
-            return await reader.read(65536)
-    finally:
-        writer.close()
-
-
-def status_of(raw: bytes) -> int:
-    return int(raw.split(b" ", 2)[1])
-
-
 @contextlib.asynccontextmanager
 async def stalled_request(
-    relay: RunningRelay, *, content_length: int, sent: int = 1
+    relay: RelayUnderTest, *, content_length: int, sent: int = 1
 ) -> AsyncIterator[None]:
     """An authenticated POST that sends `sent` bytes of its body and stalls, in flight until
     the block ends."""
-    _, writer = await asyncio.open_connection(LOOPBACK, relay.service.public_port)
-    writer.write(
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
-        b"Content-Length: %d\r\n\r\n" % content_length + b"{" + b" " * (sent - 1)
-    )
+    assert relay.handler is not None
+    _, writer = await asyncio.open_connection(LOOPBACK, relay.port)
+    writer.write(raw_request(length=content_length, body=b"{" + b" " * (sent - 1)))
     await writer.drain()
     try:
         async with asyncio.timeout(5):
-            while relay.service.handler.inflight == 0:
+            while relay.handler.inflight == 0:
                 await asyncio.sleep(0.01)
         yield
     finally:
@@ -81,7 +63,7 @@ async def stalled_request(
 
 
 async def test_message_is_published_byte_for_byte_with_contract_headers(
-    relay: RunningRelay,
+    relay: RelayUnderTest,
 ) -> None:
     # Escapes, spacing and key order a re-serialiser would change:
     data = samples.message_change(sender="4915112345678", text="gr\u00fc\u00dfe \U0001f600")
@@ -118,7 +100,7 @@ async def test_message_is_published_byte_for_byte_with_contract_headers(
     assert sizes == {t: int(t is EventType.MESSAGE) for t in EventType}
 
 
-async def test_records_parse_with_the_cloudevents_kafka_binding(relay: RunningRelay) -> None:
+async def test_records_parse_with_the_cloudevents_kafka_binding(relay: RelayUnderTest) -> None:
     body = samples.body(samples.envelope(samples.status_change(recipient="3161")))
     assert (await relay.post(body)).status == 200
     [record] = await consume(
@@ -140,7 +122,7 @@ async def test_records_parse_with_the_cloudevents_kafka_binding(relay: RunningRe
     assert event.get_data() == orjson.loads(body)
 
 
-async def test_trace_context_is_carried_onto_every_record(relay: RunningRelay) -> None:
+async def test_trace_context_is_carried_onto_every_record(relay: RelayUnderTest) -> None:
     """A valid traceparent and tracestate reach every record of the request, under the
     CloudEvents extension's names and the W3C ones; a malformed traceparent takes both away."""
     batch = samples.body(samples.envelope(samples.message_change(), samples.status_change()))
@@ -181,7 +163,7 @@ async def test_trace_context_is_carried_onto_every_record(relay: RunningRelay) -
     assert not names & {"ce_traceparent", "traceparent", "ce_tracestate", "tracestate"}
 
 
-async def test_mixed_batch_gives_one_record_per_event_type(relay: RunningRelay) -> None:
+async def test_mixed_batch_gives_one_record_per_event_type(relay: RelayUnderTest) -> None:
     change = samples.message_change(sender="111")
     change["value"]["statuses"] = samples.status_change(recipient="222")["value"]["statuses"]
     data = samples.envelope(
@@ -212,12 +194,12 @@ async def test_mixed_batch_gives_one_record_per_event_type(relay: RunningRelay) 
         assert headers["wa-fields"] == fields
         assert headers["ce_type"] == f"whatsapp.{event_type.value}".encode()
         assert headers["ce_id"] == f"{hashlib.sha256(body).hexdigest()}-{event_type}".encode()
-    metrics = await relay.metrics()
+    metrics = relay.exposition()
     assert 'whatsapp_relay_unrouted_fields_total{field="smb_message_echoes"} 1.0' in metrics
     assert 'whatsapp_relay_unrouted_fields_total{field="other"} 1.0' in metrics
 
 
-async def test_retry_of_the_same_body_yields_the_same_ce_id(relay: RunningRelay) -> None:
+async def test_retry_of_the_same_body_yields_the_same_ce_id(relay: RelayUnderTest) -> None:
     body = samples.body(samples.envelope(samples.template_change()))
     assert (await relay.post(body)).status == 200
     assert (await relay.post(body)).status == 200
@@ -231,7 +213,7 @@ async def test_retry_of_the_same_body_yields_the_same_ce_id(relay: RunningRelay)
     assert len(request_ids) == 2
 
 
-async def test_unknown_fields_are_accepted_on_unrouted(relay: RunningRelay) -> None:
+async def test_unknown_fields_are_accepted_on_unrouted(relay: RelayUnderTest) -> None:
     body = samples.body(samples.envelope({"field": "calls", "value": {"calls": []}}))
     response = await relay.post(body)
     assert response.status == 200
@@ -243,10 +225,10 @@ async def test_unknown_fields_are_accepted_on_unrouted(relay: RunningRelay) -> N
 
 
 async def test_routing_override_sends_echoes_to_the_message_topic_keyed_by_the_user(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
     # The override the README and the example configuration show, on a real echo body.
-    relay = await relay_factory(routing={"fields": {"smb_message_echoes": "message"}})
+    relay = await relays(routing={"fields": {"smb_message_echoes": "message"}})
     body = samples.body(samples.envelope(samples.echo_change(to_user_id=samples.BSUID)))
     assert (await relay.post(body)).status == 200
     [record] = await consume(
@@ -257,7 +239,7 @@ async def test_routing_override_sends_echoes_to_the_message_topic_keyed_by_the_u
     assert dict(record.headers)["wa-fields"] == b"smb_message_echoes"
 
 
-async def test_one_user_keeps_one_key_whatever_meta_withholds(relay: RunningRelay) -> None:
+async def test_one_user_keeps_one_key_whatever_meta_withholds(relay: RelayUnderTest) -> None:
     """A user's conversation as Meta sends it in 2026, read back from Kafka: the BSUID keys
     it whether or not the phone number is present, statuses included; a changed BSUID is
     announced on the new key's partition, ahead of what the user sends next."""
@@ -299,7 +281,7 @@ async def test_one_user_keeps_one_key_whatever_meta_withholds(relay: RunningRela
             for r in sorted(by_key, key=lambda r: r.offset)] == ["system", "text"]  # fmt: skip
 
 
-async def test_a_body_near_the_limit_is_accepted_and_stored(relay: RunningRelay) -> None:
+async def test_a_body_near_the_limit_is_accepted_and_stored(relay: RelayUnderTest) -> None:
     # Meta sends up to ~3 MB: the producer and the topic must take what the ingress takes.
     change = samples.message_change(text="x" * (3_500_000))
     body = samples.body(samples.envelope(change))
@@ -313,14 +295,14 @@ async def test_a_body_near_the_limit_is_accepted_and_stored(relay: RunningRelay)
 
 
 async def test_nothing_the_ingress_accepts_is_refused_by_the_producer(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
     """The largest record the relay accepts (a body of exactly the limit, the longest ids,
     the most and longest field names, the longest signature header the server takes) is
     stored; one id character or one field name more is a 400, never a 503 to retry forever."""
     data, routes = samples.largest_record()
     _, one_more_route = samples.largest_record(extra_fields=1)
-    relay = await relay_factory(routing={"fields": one_more_route})
+    relay = await relays(routing={"fields": one_more_route})
     limit = relay.settings.server.max_body_bytes
     change = data["entry"][0]["changes"][0]
     change["value"]["messages"][0]["text"]["body"] = "x" * (limit - len(samples.body(data)))
@@ -360,11 +342,11 @@ async def test_nothing_the_ingress_accepts_is_refused_by_the_producer(
         answer = await relay.post(samples.body(over), headers={"X-Hub-Signature-256": signature})
         assert answer.status == 400
     assert await topic_sizes(relay) == {t: int(t is EventType.MESSAGE) for t in EventType}
-    metrics = await relay.metrics()
+    metrics = relay.exposition()
     assert f'whatsapp_relay_requests_total{{outcome="bad_request"}} {len(refused)}.0' in metrics
 
 
-async def test_request_id_is_generated_when_absent_or_unsafe(relay: RunningRelay) -> None:
+async def test_request_id_is_generated_when_absent_or_unsafe(relay: RelayUnderTest) -> None:
     body = samples.body(samples.envelope(samples.template_change()))
     plain = await relay.post(body)
     unsafe = await relay.post(body, headers={"X-Request-Id": "bad id\twith spaces"})
@@ -376,12 +358,12 @@ async def test_request_id_is_generated_when_absent_or_unsafe(relay: RunningRelay
 # -- authentication ---------------------------------------------------------------------------
 
 
-async def test_both_rotated_tokens_are_accepted_and_counted_by_index(relay: RunningRelay) -> None:
+async def test_both_rotated_tokens_are_accepted_and_counted_by_index(relay: RelayUnderTest) -> None:
     body = samples.body(samples.envelope(samples.account_change()))
     assert (await relay.post(body, token=TOKEN)).status == 200
     assert (await relay.post(body, token=SECOND_TOKEN)).status == 200
     assert (await relay.post(body, token=SECOND_TOKEN)).status == 200
-    metrics = await relay.metrics()
+    metrics = relay.exposition()
     assert 'whatsapp_relay_auth_success_total{credential="bearer:0"} 1.0' in metrics
     assert 'whatsapp_relay_auth_success_total{credential="bearer:1"} 2.0' in metrics
 
@@ -398,60 +380,51 @@ async def test_both_rotated_tokens_are_accepted_and_counted_by_index(relay: Runn
     ],
 )
 async def test_bad_credentials_get_401_and_publish_nothing(
-    relay: RunningRelay, header: bytes | None, reason: str
+    relay: RelayUnderTest, header: bytes | None, reason: str
 ) -> None:
     body = samples.body(samples.envelope(samples.message_change()))
-    request = (
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
-        + (b"Authorization: " + header + b"\r\n" if header is not None else b"")
-        + b"Content-Length: %d\r\n\r\n" % len(body)
-        + body
-    )
-    answer = await raw_exchange(relay.service.public_port, request)
-    assert status_of(answer) == 401
-    assert b"X-Request-Id: " in answer
-    assert b"token" not in answer.split(b"\r\n\r\n", 1)[1]  # no hint which check failed
+    lines = [b"Authorization: " + header] if header is not None else []
+    answer = await exchange(relay.port, raw_request(*lines, token=None, body=body), answers=1)
+    assert answer.status == 401
+    assert answer.header("X-Request-Id")
+    assert b"token" not in answer.body  # no hint which check failed
     assert await topic_sizes(relay) == dict.fromkeys(EventType, 0)
-    metrics = await relay.metrics()
+    metrics = relay.exposition()
     assert f'whatsapp_relay_auth_failures_total{{reason="{reason}"}} 1.0' in metrics
 
 
-def sign(body: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 async def test_meta_signature_is_checked_and_passed_through(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
-    relay = await relay_factory(
+    relay = await relays(
         auth={"bearer_tokens": [], "app_secrets": ["old-app-secret-000", APP_SECRET]}
     )
     body = samples.body(samples.envelope(samples.status_change()))
-    good = await relay.post(body, token=None, headers={"X-Hub-Signature-256": sign(body)})
+    good = await relay.post(body, token=None, headers={"X-Hub-Signature-256": signature(body)})
     assert good.status == 200
-    bad = await relay.post(body, token=None, headers={"X-Hub-Signature-256": sign(body, "x")})
+    bad = await relay.post(body, token=None, headers={"X-Hub-Signature-256": signature(body, "x")})
     missing = await relay.post(body, token=None)
     tampered = await relay.post(
-        body + b" ", token=None, headers={"X-Hub-Signature-256": sign(body)}
+        body + b" ", token=None, headers={"X-Hub-Signature-256": signature(body)}
     )
     assert (bad.status, missing.status, tampered.status) == (401, 401, 401)
 
     [record] = await consume(
         relay.settings.kafka.bootstrap_servers, relay.settings.topics.status, expect=1
     )
-    assert dict(record.headers)["x-hub-signature-256"] == sign(body).encode()
-    metrics = await relay.metrics()
+    assert dict(record.headers)["x-hub-signature-256"] == signature(body).encode()
+    metrics = relay.exposition()
     assert 'whatsapp_relay_auth_success_total{credential="app_secret:1"} 1.0' in metrics
     assert 'whatsapp_relay_auth_failures_total{reason="invalid_signature"} 2.0' in metrics
     assert 'whatsapp_relay_auth_failures_total{reason="missing_signature"} 1.0' in metrics
 
 
 async def test_with_both_credentials_configured_both_are_required(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
-    relay = await relay_factory(auth={"app_secrets": [APP_SECRET]})
+    relay = await relays(auth={"app_secrets": [APP_SECRET]})
     body = samples.body(samples.envelope(samples.status_change()))
-    signed = {"X-Hub-Signature-256": sign(body)}
+    signed = {"X-Hub-Signature-256": signature(body)}
     assert (await relay.post(body, token=None, headers=signed)).status == 401
     assert (await relay.post(body, token=TOKEN)).status == 401
     assert (await relay.post(body, token=TOKEN, headers=signed)).status == 200
@@ -480,7 +453,7 @@ async def test_with_both_credentials_configured_both_are_required(
     ],
 )
 async def test_bad_input_gets_a_clear_4xx_and_nothing_published(
-    relay: RunningRelay, body: bytes, content_type: str, status: int
+    relay: RelayUnderTest, body: bytes, content_type: str, status: int
 ) -> None:
     response = await relay.post(body, headers={"Content-Type": content_type})
     assert response.status == status
@@ -488,13 +461,13 @@ async def test_bad_input_gets_a_clear_4xx_and_nothing_published(
     assert await topic_sizes(relay) == dict.fromkeys(EventType, 0)
 
 
-async def test_json_with_charset_parameter_is_accepted(relay: RunningRelay) -> None:
+async def test_json_with_charset_parameter_is_accepted(relay: RelayUnderTest) -> None:
     body = samples.body(samples.envelope(samples.template_change()))
     response = await relay.post(body, headers={"Content-Type": "application/json; charset=utf-8"})
     assert response.status == 200
 
 
-async def test_other_paths_and_methods(relay: RunningRelay) -> None:
+async def test_other_paths_and_methods(relay: RelayUnderTest) -> None:
     async with relay.http.post(relay.url + "x", data=b"{}") as elsewhere:
         assert elsewhere.status == 404
         assert "X-Request-Id" in elsewhere.headers
@@ -507,20 +480,16 @@ async def test_other_paths_and_methods(relay: RunningRelay) -> None:
 
 
 async def test_content_length_above_limit_is_413_before_the_body_is_sent(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
-    relay = await relay_factory(server={"max_body_bytes": 10_000})
+    relay = await relays(server={"max_body_bytes": 10_000})
     # Headers only: a relay that waited for the body would time out instead of answering.
-    request = (
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 10001\r\n\r\n"
-    )
-    answer = await raw_exchange(relay.service.public_port, request, read_for=3)
-    assert status_of(answer) == 413
+    answer = await exchange(relay.port, raw_request(length=10001), read_for=3)
+    assert answer.status == 413
 
 
-async def test_chunked_body_growing_past_limit_is_413(relay_factory: Callable[..., Any]) -> None:
-    relay = await relay_factory(server={"max_body_bytes": 10_000})
+async def test_chunked_body_growing_past_limit_is_413(relays: Relays) -> None:
+    relay = await relays(server={"max_body_bytes": 10_000})
 
     async def chunks() -> Any:
         for _ in range(30):
@@ -535,21 +504,18 @@ async def test_chunked_body_growing_past_limit_is_413(relay_factory: Callable[..
     assert await topic_sizes(relay) == dict.fromkeys(EventType, 0)
 
 
-async def test_stalled_body_is_cut_off_with_408(relay_factory: Callable[..., Any]) -> None:
-    relay = await relay_factory(server={"body_read_timeout_seconds": 0.5})
-    request = (
-        b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer " + TOKEN.encode() + b'\r\nContent-Length: 500\r\n\r\n{"obj'
-    )
+async def test_stalled_body_is_cut_off_with_408(relays: Relays) -> None:
+    relay = await relays(server={"body_read_timeout_seconds": 0.5})
     started = time.monotonic()
-    answer = await raw_exchange(relay.service.public_port, request, read_for=5)
-    assert status_of(answer) == 408
+    answer = await exchange(relay.port, raw_request(length=500, body=b'{"obj'), read_for=5)
+    assert answer.status == 408
     assert time.monotonic() - started < 4
-    assert relay.service.handler.inflight == 0
+    assert relay.handler is not None
+    assert relay.handler.inflight == 0
 
 
-async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any]) -> None:
-    relay = await relay_factory(server={"max_inflight_requests": 1, "body_read_timeout_seconds": 5})
+async def test_inflight_cap_answers_503_at_once(relays: Relays) -> None:
+    relay = await relays(server={"max_inflight_requests": 1, "body_read_timeout_seconds": 5})
     # Hold the only slot with a request whose body never completes.
     async with stalled_request(relay, content_length=100):
         body = samples.body(samples.envelope(samples.template_change()))
@@ -558,16 +524,17 @@ async def test_inflight_cap_answers_503_at_once(relay_factory: Callable[..., Any
         assert response.status == 503
         assert response.headers["Retry-After"] == "5"
         assert time.monotonic() - started < 1
-    metrics = await relay.metrics()
+    metrics = relay.exposition()
     assert 'whatsapp_relay_requests_total{outcome="overloaded"} 1.0' in metrics
 
 
-async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any]) -> None:
-    relay = await relay_factory(server={"max_inflight_bytes": 4096, "body_read_timeout_seconds": 5})
+async def test_inflight_bytes_cap_bounds_memory(relays: Relays) -> None:
+    relay = await relays(server={"max_inflight_bytes": 4096, "body_read_timeout_seconds": 5})
     # Bodies are counted as they arrive: announcing 3500 bytes holds nothing; having sent 3000
     # of them holds most of the budget.
     async with stalled_request(relay, content_length=3500, sent=3000):
-        while relay.service.handler.inflight_bytes < 3000:
+        assert relay.handler is not None
+        while relay.handler.inflight_bytes < 3000:
             await asyncio.sleep(0.01)
         small = samples.body(samples.envelope(samples.template_change()))
         assert len(small) < 1096
@@ -581,7 +548,7 @@ async def test_inflight_bytes_cap_bounds_memory(relay_factory: Callable[..., Any
 # -- Meta's verification handshake --------------------------------------------------------
 
 
-async def test_verification_handshake(relay: RunningRelay) -> None:
+async def test_verification_handshake(relay: RelayUnderTest) -> None:
     query = {
         "hub.mode": "subscribe",
         "hub.verify_token": VERIFY_TOKEN,
@@ -602,9 +569,9 @@ async def test_verification_handshake(relay: RunningRelay) -> None:
 
 
 async def test_handshake_is_refused_without_a_verify_token(
-    relay_factory: Callable[..., Any],
+    relays: Relays,
 ) -> None:
-    relay = await relay_factory(auth={"verify_token": None})
+    relay = await relays(auth={"verify_token": None})
     query = {"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"}
     async with relay.http.get(relay.url, params=query) as refused:
         assert refused.status == 403

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,12 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from devsupport import samples
+from devsupport.topics import consume
 from relay import __version__
 from relay.config import EventType, Settings, TopicsConfig
 from relay.records import CE_TYPES
-from tests import samples
-from tests.conftest import RunningRelay, consume
+from tests.relays import Relays
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO / "docs" / "asyncapi.yaml"
@@ -121,10 +121,8 @@ def test_a_wrong_record_does_not_conform() -> None:
     assert not headers.is_valid({**good, "ce_id": "a" * 64 + "-status"})
 
 
-async def test_what_the_relay_publishes_conforms(
-    relay_factory: Callable[..., Any], tmp_path: Path
-) -> None:
-    relay: RunningRelay = await relay_factory(routing={"fields": {"smb_message_echoes": "message"}})
+async def test_what_the_relay_publishes_conforms(relays: Relays, tmp_path: Path) -> None:
+    relay = await relays(routing={"fields": {"smb_message_echoes": "message"}})
     tracestate = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
     posts = [
         (
@@ -146,7 +144,7 @@ async def test_what_the_relay_publishes_conforms(
         response = await relay.post(samples.body(data), headers=headers)
         assert response.status == 200, data
     # One more through the durable spool, whose records carry relay-spooled-at as well.
-    spooling: RunningRelay = await relay_factory(
+    spooling = await relays(
         spool={"enabled": True, "directory": str(tmp_path / "spool"), "after_seconds": 0}
     )
     spooled = samples.envelope(samples.template_change(), waba_id="102290129340399")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,14 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from devsupport.ports import LOOPBACK
-from devsupport.relay_process import RelayProcess
 from relay import __version__
-from relay.config import Settings
 from relay.outcomes import BODIES, STATUS, Outcome
-from tests.conftest import topic_size
-from tests.integration.test_cli import run_cli
+from tests.raw_http import exchange, raw_request
+from tests.relays import TOKEN, Relays, RelayUnderTest
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-TOKEN = "schemathesis-token-0123456789"
 # The handshake's example in the document: the examples phase completes a handshake with it.
 VERIFY_TOKEN = "dev-verify-token"
 SEED = "20261126"
@@ -147,37 +143,15 @@ def test_a_wrong_answer_does_not_conform() -> None:
 # --------------------------------------------------------------------------- a running relay
 
 
-# The relay process and the settings it runs with.
-Running = tuple[RelayProcess, Settings]
-
-
 @pytest.fixture(scope="module")
-def relay(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def openapi_relay(process_relays: Relays) -> RelayUnderTest:
     """One relay process for the module, with short timeouts so that 408 shows quickly."""
-    import uuid
-
-    from relay import config
-
-    prefix = f"openapi.{uuid.uuid4().hex[:10]}"
-    env = {
-        "RELAY_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "RELAY_AUTH__BEARER_TOKENS": orjson.dumps([TOKEN]).decode(),
-        "RELAY_AUTH__VERIFY_TOKEN": VERIFY_TOKEN,
-        "RELAY_SERVER__HEADER_TIMEOUT_SECONDS": "1",
-        "RELAY_SERVER__MAX_BODY_BYTES": "65536",
+    return process_relays.start_process(
+        auth={"verify_token": VERIFY_TOKEN},
         # One request at a time: schemathesis sends one at a time (--workers 1), and a held
         # upload makes the next request a 503 below.
-        "RELAY_SERVER__MAX_INFLIGHT_REQUESTS": "1",
-        **{f"RELAY_TOPICS__{t.value.upper()}": f"{prefix}.{t.value}" for t in config.EventType},
-    }
-    assert run_cli("topics", "create", env=env).returncode == 0
-    process = RelayProcess(env, tmp_path_factory.mktemp("openapi") / "relay.log").start()
-    yield process, config.parse(None, env)
-    process.terminate()
-    assert process.wait(within=20) == 0
-    from tests.conftest import delete_topics
-
-    asyncio.run(delete_topics(kafka_bootstrap, prefix=f"{prefix}."))
+        server={"header_timeout_seconds": 1, "max_body_bytes": 65536, "max_inflight_requests": 1},
+    )
 
 
 def schemathesis(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -213,9 +187,9 @@ def schemathesis(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(300)
-def test_the_relay_conforms_to_the_document(relay: Running, tmp_path: Path) -> None:
-    process, settings = relay
-    public = f"http://{LOOPBACK}:{process.port}"
+def test_the_relay_conforms_to_the_document(openapi_relay: RelayUnderTest, tmp_path: Path) -> None:
+    relay = openapi_relay
+    public = f"http://{LOOPBACK}:{relay.port}"
     runs = {
         "webhook, authenticated": schemathesis(
             "--url", public, "--include-tag", "webhook", "--max-examples", "15",
@@ -229,7 +203,7 @@ def test_the_relay_conforms_to_the_document(relay: Running, tmp_path: Path) -> N
             cwd=tmp_path,
         ),
         "admin": schemathesis(
-            "--url", process.admin_url, "--include-tag", "admin",
+            "--url", relay.admin_url, "--include-tag", "admin",
             "--max-examples", "5", cwd=tmp_path,
         ),
     }  # fmt: skip
@@ -237,73 +211,46 @@ def test_the_relay_conforms_to_the_document(relay: Running, tmp_path: Path) -> N
         assert run.returncode == 0, f"schemathesis ({name}):\n{run.stdout[-6000:]}{run.stderr}"
         assert "No issues found" in run.stdout, run.stdout[-3000:]
 
-    def count(outcome: str) -> float:
-        return process.metric("whatsapp_relay_requests_total", outcome=outcome)
-
-    assert count("internal_error") == 0
+    assert relay.outcome("internal_error") == 0
     for outcome in ("accepted", "unauthorized", "bad_request", "not_whatsapp", "verified"):
-        assert count(outcome) > 0, f"schemathesis never got an answer {outcome}"
+        assert relay.outcome(outcome) > 0, f"schemathesis never got an answer {outcome}"
     published = sum(
-        process.metric("whatsapp_relay_records_published_total", event_type=t)
-        for t in settings.topics.names()
+        relay.metric("whatsapp_relay_records_published_total", event_type=t)
+        for t in relay.settings.topics.names()
     )
-    stored = sum(
-        asyncio.run(topic_size(settings.kafka.bootstrap_servers, name))
-        for name in settings.topics.names().values()
-    )
-    assert stored == published > 0
-    assert "request handler failed" not in process.log()
-    assert TOKEN not in process.log()
+    assert asyncio.run(relay.published()) == published > 0
+    assert '"level":"ERROR"' not in relay.log()
+    assert TOKEN not in relay.log()
 
 
-HEAD = b"POST /webhook HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + TOKEN.encode()
 RAW_ANSWERS = {
     "malformed request line": (b"POST /webhook HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400),
     "malformed header": (b"POST /webhook HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400),
-    "head too large": (HEAD + b"\r\nX-Pad: " + b"a" * 8000 + (b"\r\nX-Pad: " + b"a" * 8000) * 4
-                       + b"\r\n\r\n", 431),
+    "head too large": (raw_request(*[b"X-Pad: " + b"a" * 8000] * 5, length=None), 431),
     "head too slow": (b"POST /webhook HTTP/1.1\r\nHost: x\r\n", 408),
-    "body too large": (HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: 70000"
-                       b"\r\n\r\n", 413),
-    "compressed body": (HEAD + b"\r\nContent-Type: application/json\r\nContent-Encoding: gzip"
-                        b"\r\nContent-Length: 2\r\n\r\n{}", 415),
-    "unknown expectation": (HEAD + b"\r\nContent-Type: application/json\r\nExpect: teapot"
-                            b"\r\nContent-Length: 2\r\n\r\n{}", 417),
-}  # fmt: skip
-
-
-async def exchange(port: int, request_bytes: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    try:
-        writer.write(request_bytes)
-        await writer.drain()
-        async with asyncio.timeout(5):
-            return await reader.read()
-    finally:
-        writer.close()
+    "body too large": (raw_request(length=70000), 413),
+    "compressed body": (raw_request(b"Content-Encoding: gzip", body=b"{}"), 415),
+    "unknown expectation": (raw_request(b"Expect: teapot", body=b"{}"), 417),
+}
 
 
 @pytest.mark.parametrize(("request_bytes", "status"), RAW_ANSWERS.values(), ids=RAW_ANSWERS)
 async def test_answers_an_http_client_cannot_provoke_conform_too(
-    relay: Running, request_bytes: bytes, status: int
+    openapi_relay: RelayUnderTest, request_bytes: bytes, status: int
 ) -> None:
-    process, _ = relay
-    assert_conforms(await exchange(process.port, request_bytes), status)
+    assert_conforms((await exchange(openapi_relay.port, request_bytes)).answer, status)
 
 
-async def test_a_503_conforms_with_its_retry_after(relay: Running) -> None:
-    process, _ = relay
-    held = HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
-    _, writer = await asyncio.open_connection(LOOPBACK, process.port)
+async def test_a_503_conforms_with_its_retry_after(openapi_relay: RelayUnderTest) -> None:
+    _, writer = await asyncio.open_connection(LOOPBACK, openapi_relay.port)
     try:
-        writer.write(held)  # in flight until it sends the rest: the one slot is taken
+        # In flight until it sends the rest: the one slot is taken.
+        writer.write(raw_request(length=100, body=b"{"))
         await writer.drain()
         await asyncio.sleep(0.3)
         body = b'{"object":"whatsapp_business_account","entry":[]}'
-        request = HEAD + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(
-            body
-        )
-        assert_conforms(await exchange(process.port, request + body), 503)
+        answer = await exchange(openapi_relay.port, raw_request(body=body))
+        assert_conforms(answer.answer, 503)
     finally:
         writer.close()
 

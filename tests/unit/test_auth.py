@@ -1,16 +1,10 @@
-import hashlib
-import hmac
-
 import pytest
 
 from relay.auth import Authenticator
 from relay.outcomes import AuthFailure
+from tests.raw_http import signature
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
-
-
-def sign(secret: str, body: bytes = BODY) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @pytest.fixture
@@ -50,8 +44,9 @@ def test_bad_bearer_headers_fail_without_raising(
 
 
 def test_signature_matches_any_secret(auth: Authenticator) -> None:
-    assert auth.check_signature(sign("secret-a"), BODY).credentials == ("app_secret:0",)
-    assert auth.check_signature(sign("secret-b").upper().replace("SHA256=", "sha256="), BODY).ok
+    assert auth.check_signature(signature(BODY, "secret-a"), BODY).credentials == ("app_secret:0",)
+    upper_hex = signature(BODY, "secret-b").upper().replace("SHA256=", "sha256=")
+    assert auth.check_signature(upper_hex, BODY).ok
 
 
 @pytest.mark.parametrize(
@@ -59,8 +54,8 @@ def test_signature_matches_any_secret(auth: Authenticator) -> None:
     [
         (None, AuthFailure.MISSING_SIGNATURE),
         ("md5=abc", AuthFailure.MALFORMED_HEADER),
-        (sign("secret-c"), AuthFailure.INVALID_SIGNATURE),
-        (sign("secret-a", BODY + b" "), AuthFailure.INVALID_SIGNATURE),
+        (signature(BODY, "secret-c"), AuthFailure.INVALID_SIGNATURE),
+        (signature(BODY + b" ", "secret-a"), AuthFailure.INVALID_SIGNATURE),
         ("sha256=\udcff", AuthFailure.INVALID_SIGNATURE),
     ],
 )

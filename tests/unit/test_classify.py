@@ -3,6 +3,7 @@ from typing import Any
 
 import pytest
 
+from devsupport import samples
 from relay.classify import (
     MAX_FIELD_NAME_CHARS,
     MAX_FIELDS_PER_RECORD,
@@ -13,7 +14,6 @@ from relay.classify import (
     RecordTooLarge,
 )
 from relay.config import EventType
-from tests import samples
 
 
 def classify(data: Any, **overrides: EventType) -> list[tuple[EventType, str, str, list[str]]]:

@@ -8,7 +8,7 @@ from relay.config import parse
 from relay.kafka_client import KafkaClientError, Producer
 from relay.metrics import Metrics
 from relay.publish import Publisher
-from relay.runtime import StartupError
+from relay.startup import StartupError
 
 
 def test_the_installed_aiokafka_has_what_the_adapter_relies_on() -> None:

@@ -8,6 +8,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from devsupport import samples
 from relay.classify import (
     MAX_FIELDS_PER_RECORD,
     MAX_ID_CHARS,
@@ -18,7 +19,6 @@ from relay.classify import (
 from relay.config import EventType, Settings
 from relay.records import Record, build_records, rfc3339
 from relay.tracecontext import MAX_TRACESTATE_CHARS, trace_headers
-from tests import samples
 
 TOPICS = {t: f"topic.{t.value}" for t in EventType}
 BODY = '{"object":"whatsapp_business_account","x":"\\u00e9 é"}'.encode()

@@ -14,11 +14,11 @@ import pytest
 
 from relay.config import SpoolConfig
 from relay.metrics import Metrics
-from relay.runtime import StartupError
 from relay.spool import frames, segments
 from relay.spool.lock import DirectoryLock
 from relay.spool.store import SpoolFull, SpoolStore
 from relay.spool.writer import GroupCommitWriter
+from relay.startup import StartupError
 from tests.unit.test_spool_frames import records
 
 

@@ -1,9 +1,10 @@
 """A relay under steady load while Kafka brokers crash, hang and come back.
 
 The harness behind the failover test (tests/integration/test_failover.py) and the failover
-measurements (`python -m bench.failover`): an open-loop load of unique webhooks against a real relay
-process, a watch on its /readyz, faults injected into a real ``LocalKafkaCluster``, and a
-read-back of every topic to reconcile what Kafka holds against what the relay answered.
+measurements (`python -m bench.failover`), which both import it from here: an open-loop load of
+unique webhooks against a real relay process, a watch on its /readyz, faults injected into a
+real ``LocalKafkaCluster``, and a read-back of every topic to reconcile what Kafka holds against
+what the relay answered.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from devsupport import topics
+from devsupport import samples, topics
 from devsupport.local_kafka import LocalKafkaCluster
-from tests import samples
 
-TOKEN = "failover-token-0123456789"
+TOKEN = "failover-token-0123456789"  # noqa: S105 - a test credential, never a real one
 # A crashed or paused node is fenced by the controller after broker.session.timeout.ms (9 s by
 # default); every wait below is bounded well past that.
 RECOVERY_BOUND_S = 60.0
@@ -185,7 +185,7 @@ class Traffic:
     async def until_settled(self, since: float, within: float = RECOVERY_BOUND_S) -> float:
         """Wait until the relay answers 200 throughout again; when that began."""
         async with asyncio.timeout(within):
-            while not self.load.settled_since(since):
+            while not self.load.settled_since(since):  # noqa: ASYNC110 - polls the load's answers
                 await asyncio.sleep(0.2)
         return time.monotonic()
 

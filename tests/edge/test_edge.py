@@ -9,14 +9,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
-from devsupport.ports import LOOPBACK
 from relay import config
 from relay.edge import EdgeLimits, EdgeProtocol, EdgeServer
+from relay.edge_check import MemoryTransport
 from relay.metrics import Metrics
 from relay.outcomes import ConnectionEnd
 
@@ -24,34 +23,10 @@ Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
 REQUEST = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 
 
-class Transport(asyncio.Transport):
-    """What the protocol writes, kept; nothing is sent anywhere."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = bytearray()
-        self.closed = self.aborted = False
-
-    def write(self, data: Any) -> None:
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = self.aborted = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return (LOOPBACK, 40000) if name == "peername" else default
-
-
 @dataclass
 class Connection:
     protocol: EdgeProtocol
-    transport: Transport
+    transport: MemoryTransport
     metrics: Metrics
 
     async def answered(self) -> None:
@@ -73,7 +48,7 @@ async def connected(
     metrics = Metrics("test")
     server = EdgeServer(handler, EdgeLimits.of(settings.server), metrics)
     protocol: EdgeProtocol = server()
-    transport = Transport()
+    transport = MemoryTransport()
     protocol.connection_made(transport)
     try:
         yield Connection(protocol, transport, metrics)
