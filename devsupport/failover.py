@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from devsupport import samples, topics
@@ -224,24 +223,8 @@ async def wait_in_sync(
 
 async def read_back(bootstrap: str, names: Iterable[str]) -> Counter[bytes]:
     """Every record value of the topics, with how often it is there."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: Counter[bytes] = Counter()
-    try:
-        described = await topics.describe(bootstrap, names, timeout_ms=DESCRIBE_TIMEOUT_MS)
-        partitions = [TopicPartition(p["topic"], p["partition"]) for p in described]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(120):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    found.update(record.value for record in batch)
-    finally:
-        await consumer.stop()
-    return found
+    records = await topics.read_all(bootstrap, names, describe_timeout_ms=DESCRIBE_TIMEOUT_MS)
+    return Counter(record.value for record in records)
 
 
 FAULTS = ("crash", "controller crash", "hang")

@@ -118,6 +118,35 @@ async def consume(
     return records
 
 
+async def read_all(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    within: float = 120.0,
+    describe_timeout_ms: int = ADMIN_TIMEOUT_MS,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record the topics hold now, partition by partition in offset order (to their end
+    offsets when asked: records appended meanwhile may or may not be in)."""
+    described = await describe(bootstrap, names, timeout_ms=describe_timeout_ms)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+    try:
+        assigned = [TopicPartition(p["topic"], p["partition"]) for p in described]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        async with asyncio.timeout(within):
+            while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+                for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
+                    found.setdefault(tp, []).extend(batch)
+    finally:
+        await consumer.stop()
+    return [record for tp in sorted(found) for record in found[tp]]
+
+
 async def size(bootstrap: str, topic: str) -> int:
     """How many records a topic holds, from its end offsets (no waiting)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)

@@ -12,15 +12,13 @@ import json
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from devsupport import samples
-from devsupport import topics as kafka_topics
 from devsupport.ports import LOOPBACK
 from devsupport.relay_process import RelayProcess
 from relay.config import EventType
@@ -137,29 +135,6 @@ class KeyedLoad:
 
     def accepted(self) -> list[Sent]:
         return [a for a in self.answers if a.status == 200]
-
-
-async def read_in_order(bootstrap: str, names: Iterable[str]) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of the topics, partition by partition in offset order."""
-    names = list(names)
-    described = await kafka_topics.describe(bootstrap, names)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
-    try:
-        partitions = [TopicPartition(p["topic"], p["partition"]) for p in described]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(60):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
-                    found[tp].extend(batch)
-    finally:
-        await consumer.stop()
-    return [record for tp in sorted(found) for record in found[tp]]
 
 
 def order_problems(load: KeyedLoad, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:

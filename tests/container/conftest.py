@@ -14,12 +14,16 @@ build here usually finds every layer cached.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devsupport.container import NO_ENGINE, ContainerError, build_image, engine_name, in_ci
 from tests.chart import REPO, helm_home
+from tests.container.pod import Booted, boot
 
 GET_TOOLS = REPO / "scripts" / "get-container-tools"
 HOW = "install podman, runc and debootstrap (apt-get install podman runc debootstrap), or Docker"
@@ -79,3 +83,30 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return helm_home(tmp_path_factory.mktemp("helm-home"))
+
+
+BootPod = Callable[..., AbstractContextManager[Booted]]
+
+
+@pytest.fixture(scope="session")
+def boot_pod(
+    image: str,
+    helm_env: dict[str, str],
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> BootPod:
+    """`with boot_pod(scenario, secret_files=..., values=...) as pod:` the scenario's pod,
+    booted from the image just built against the suite's Kafka (tests/container/pod.py)."""
+
+    def start(scenario: str, **kwargs: Any) -> AbstractContextManager[Booted]:
+        root = tmp_path_factory.mktemp(scenario.removesuffix("-values.yaml"))
+        return boot(
+            scenario,
+            image=image,
+            helm_env=helm_env,
+            bootstrap=kafka_bootstrap,
+            root=root,
+            **kwargs,
+        )
+
+    return start

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import aiohttp
 import yaml
+from multidict import CIMultiDict
 
 from devsupport.container import Container, Mount, RunSpec
 from devsupport.ports import LOOPBACK, free_ports
@@ -273,6 +275,13 @@ def values_for_test(
 # --- booting it as the kubelet does ------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: CIMultiDict[str]  # names compared as HTTP compares them, without case
+    body: bytes
+
+
 @dataclass
 class Booted:
     """The running pod, and what its boot looked like from the kubelet's side."""
@@ -292,6 +301,15 @@ class Booted:
 
     def admin(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return http_get(f"http://{LOOPBACK}:{self.pod.ports['admin']}{path}", timeout)
+
+    async def post(self, body: bytes, token: str) -> Answer:
+        """A webhook with a bearer token, as the gateway sends it."""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.url, data=body, headers=headers) as response,
+        ):
+            return Answer(response.status, CIMultiDict(response.headers), await response.read())
 
     def log_lines(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.container.logs().splitlines() if line.strip()]

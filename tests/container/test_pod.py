@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import signal
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +27,8 @@ from devsupport.relay_process import http_get
 from devsupport.topics import consume
 from devsupport.topics import size as topic_size
 from relay.config import EventType
-from tests.container.pod import Booted, boot
+from tests.container.conftest import BootPod
+from tests.container.pod import Booted
 
 # Marked needs_tool("helm") and given a longer timeout by tests/container/conftest.py.
 TOKEN = failover.TOKEN  # what the steady load of the SIGTERM test sends
@@ -44,20 +45,8 @@ def _secret(*tokens: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def booted(
-    image: str,
-    helm_env: dict[str, str],
-    kafka_bootstrap: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Booted]:
-    with boot(
-        SCENARIO,
-        image=image,
-        helm_env=helm_env,
-        bootstrap=kafka_bootstrap,
-        root=tmp_path_factory.mktemp("pod"),
-        secret_files=_secret(TOKEN),
-    ) as pod:
+def booted(boot_pod: BootPod) -> Iterator[Booted]:
+    with boot_pod(SCENARIO, secret_files=_secret(TOKEN)) as pod:
         yield pod
 
 
@@ -115,14 +104,10 @@ def test_the_image_runs_the_relay_with_its_compiled_extensions(booted: Booted) -
 
 async def test_an_authenticated_webhook_lands_in_kafka_byte_for_byte(booted: Booted) -> None:
     body = samples.body(samples.envelope(samples.message_change(text=f"container {uuid.uuid4()}")))
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(booted.url, data=body, headers=headers) as response,
-    ):
-        assert response.status == 200, await response.text()
-        assert await response.json() == {"status": "accepted"}
-        request_id = response.headers["X-Request-Id"]
+    answer = await booted.post(body, TOKEN)
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body) == {"status": "accepted"}
+    request_id = answer.headers["X-Request-Id"]
     (record,) = await consume(booted.bootstrap, booted.topics[EventType.MESSAGE], expect=1)
     assert record.value == body
     assert record.key == f"{samples.PHONE_NUMBER_ID}:16315551181".encode()
@@ -142,13 +127,9 @@ async def test_a_wrong_token_gets_401_and_publishes_nothing(booted: Booted) -> N
     topic = booted.topics[EventType.STATUS]
     before = await topic_size(booted.bootstrap, topic)
     body = samples.body(samples.envelope(samples.status_change()))
-    headers = {"Authorization": "Bearer wrong-token-0123456789", "Content-Type": "application/json"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(booted.url, data=body, headers=headers) as response,
-    ):
-        assert response.status == 401
-        assert await response.json() == {"status": "unauthorized"}
+    answer = await booted.post(body, "wrong-token-0123456789")
+    assert answer.status == 401
+    assert json.loads(answer.body) == {"status": "unauthorized"}
     assert await topic_size(booted.bootstrap, topic) == before
 
 
@@ -159,19 +140,15 @@ def test_the_verification_handshake_reads_the_mounted_verify_token(booted: Boote
     assert http_get(f"{booted.url}?{wrong}")[0] == 403
 
 
-async def _status_with(booted: Booted, http: aiohttp.ClientSession, token: str) -> int:
-    body = samples.body(samples.envelope(samples.status_change()))
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with http.post(booted.url, data=body, headers=headers) as response:
-        await response.read()
-        return response.status
+async def _status_with(booted: Booted, token: str) -> int:
+    return (
+        await booted.post(samples.body(samples.envelope(samples.status_change())), token)
+    ).status
 
 
-async def _until(
-    booted: Booted, http: aiohttp.ClientSession, token: str, status: int, within: float
-) -> None:
+async def _until(booted: Booted, token: str, status: int, within: float) -> None:
     async with asyncio.timeout(within):
-        while await _status_with(booted, http, token) != status:
+        while await _status_with(booted, token) != status:
             await asyncio.sleep(0.2)
 
 
@@ -184,16 +161,15 @@ async def test_rotating_the_mounted_secret_switches_tokens_without_a_restart(
     pid = booted.container.pid()
     # The relay checks its files every auth.watch_interval_seconds (5); allow for a busy machine.
     within = 20.0
-    async with aiohttp.ClientSession() as http:
-        assert await _status_with(booted, http, ROTATED_TOKEN) == 401
-        secrets.write(_secret(TOKEN, ROTATED_TOKEN))  # 1. add the new token
-        await _until(booted, http, ROTATED_TOKEN, 200, within)
-        assert await _status_with(booted, http, TOKEN) == 200  # both, for the switch
-        secrets.write(_secret(ROTATED_TOKEN))  # 4. the old one goes
-        await _until(booted, http, TOKEN, 401, within)
-        assert await _status_with(booted, http, ROTATED_TOKEN) == 200
-        secrets.write(_secret(TOKEN))  # back, for the tests after this one
-        await _until(booted, http, TOKEN, 200, within)
+    assert await _status_with(booted, ROTATED_TOKEN) == 401
+    secrets.write(_secret(TOKEN, ROTATED_TOKEN))  # 1. add the new token
+    await _until(booted, ROTATED_TOKEN, 200, within)
+    assert await _status_with(booted, TOKEN) == 200  # both, for the switch
+    secrets.write(_secret(ROTATED_TOKEN))  # 4. the old one goes
+    await _until(booted, TOKEN, 401, within)
+    assert await _status_with(booted, ROTATED_TOKEN) == 200
+    secrets.write(_secret(TOKEN))  # back, for the tests after this one
+    await _until(booted, TOKEN, 200, within)
     assert booted.container.pid() == pid, "no restart"
     reloads = [line for line in booted.log_lines() if line["msg"] == "credentials reloaded"]
     assert [line["bearer_tokens"] for line in reloads] == [2, 1, 1]

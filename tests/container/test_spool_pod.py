@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from devsupport import failover, samples
@@ -21,7 +20,8 @@ from devsupport.topics import consume
 from relay.config import EventType
 from relay.spool.drainer import SPOOLED_AT_HEADER
 from relay.spool.lock import LOCK_NAME
-from tests.container.pod import Booted, boot
+from tests.container.conftest import BootPod
+from tests.container.pod import Booted
 
 SCENARIO = "spool-values.yaml"
 TOKEN = failover.TOKEN
@@ -29,18 +29,9 @@ REQUESTS = 5
 
 
 @pytest.fixture(scope="module")
-def spooled(
-    image: str,
-    helm_env: dict[str, str],
-    kafka_bootstrap: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Booted]:
-    with boot(
+def spooled(boot_pod: BootPod) -> Iterator[Booted]:
+    with boot_pod(
         SCENARIO,
-        image=image,
-        helm_env=helm_env,
-        bootstrap=kafka_bootstrap,
-        root=tmp_path_factory.mktemp("spool-pod"),
         secret_files={"bearer_tokens": f"{TOKEN}\n", "verify_token": "spool-pod-verify-token"},
         values={"config": {"spool": {"after_seconds": 0}}},
     ) as pod:
@@ -66,11 +57,9 @@ async def test_every_webhook_goes_through_the_spool_into_kafka(spooled: Booted) 
         samples.body(samples.envelope(samples.status_change(recipient=f"1777{i:08d}")))
         for i in range(REQUESTS)
     ]
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as http:
-        for body in bodies:
-            async with http.post(spooled.url, data=body, headers=headers) as response:
-                assert response.status == 200, await response.text()
+    for body in bodies:
+        answer = await spooled.post(body, TOKEN)
+        assert answer.status == 200, answer.body
     records = await consume(spooled.bootstrap, spooled.topics[EventType.STATUS], expect=REQUESTS)
     assert sorted(r.value for r in records) == sorted(bodies)
     for record in records:
@@ -111,12 +100,7 @@ def test_only_the_claim_is_written(spooled: Booted) -> None:
 async def test_sigterm_exits_0_with_the_spool_drained(spooled: Booted) -> None:
     """Last: it stops the pod."""
     body = samples.body(samples.envelope(samples.message_change(text=f"spool {uuid.uuid4()}")))
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(spooled.url, data=body, headers=headers) as response,
-    ):
-        assert response.status == 200
+    assert (await spooled.post(body, TOKEN)).status == 200
     spooled.container.signal(signal.SIGTERM)
     assert spooled.container.wait(spooled.pod.grace_seconds) == 0, spooled.container.logs()
     (record,) = await consume(spooled.bootstrap, spooled.topics[EventType.MESSAGE], expect=1)

@@ -29,7 +29,6 @@ from tests.relays import TOKEN, run_cli
 from tests.spool_support import (
     headers_of,
     metric,
-    read_in_order,
     spool_env,
     start_serving,
     topic_names,
@@ -105,7 +104,7 @@ async def test_a_torn_last_frame_is_counted_and_dropped_and_the_rest_drained(
         assert segments.listed(directory) == []  # drained segments are deleted
     finally:
         drainer.stop()
-    records = await read_in_order(kafka_bootstrap, [names["message"]])
+    records = await kafka_topics.read_all(kafka_bootstrap, [names["message"]])
     # The four whole frames, once each; nothing of the torn one.
     assert sorted(r.value for r in records) == sorted(bodies[:4])
     for record in records:
@@ -153,7 +152,7 @@ async def test_spool_max_bytes_reached_gives_503_and_every_200_is_drained(
         assert (await post(drainer.url, body(100)))[:2] == (200, "accepted")
     finally:
         drainer.stop()
-    values = {r.value for r in await read_in_order(kafka_bootstrap, [names["message"]])}
+    values = {r.value for r in await kafka_topics.read_all(kafka_bootstrap, [names["message"]])}
     assert values == {body(i) for i in accepted} | {body(100)}
 
 
@@ -206,7 +205,7 @@ async def test_a_full_disk_gives_503_never_a_200_without_the_write(
         assert (await post(drainer.url, body(100)))[:2] == (200, "accepted")
     finally:
         drainer.stop()
-    values = [r.value for r in await read_in_order(kafka_bootstrap, [names["message"]])]
+    values = [r.value for r in await kafka_topics.read_all(kafka_bootstrap, [names["message"]])]
     assert {body(i) for i in accepted} <= set(values)
     # Whole bodies only (a 503'd frame may be there too: its write may have reached the disk).
     assert set(values) <= {body(i) for i in range(24)} | {body(100)}

@@ -24,7 +24,6 @@ from tests.relays import run_cli
 from tests.spool_support import (
     KeyedLoad,
     order_problems,
-    read_in_order,
     spool_env,
     start_serving,
     topic_names,
@@ -95,7 +94,7 @@ async def test_a_whole_kafka_outage_is_ridden_out_by_the_spool(
             relay.stop()
     print(f"spooled {spooled}, drained by the steady relay {drained}")
 
-    records = await read_in_order(bootstrap, names.values())
+    records = await kafka_topics.read_all(bootstrap, names.values())
     await kafka_topics.delete(bootstrap, names.values())
     steady_load, killed_load = loads
     # The untouched relay: not one answer but 200, all through the outage.
