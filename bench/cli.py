@@ -77,6 +77,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=256,
         help="open-loop connection pool (the most requests in flight at once)",
     )
+    ap.add_argument(
+        "--arrivals",
+        choices=("poisson", "uniform"),
+        default="poisson",
+        help="open loop: how requests arrive: poisson (independent senders, as Meta's and a "
+        "gateway's webhooks reach a pod) or uniform (one every 1/rate)",
+    )
     ap.add_argument("--pause", type=float, default=2.0, help="seconds between phases")
     ap.add_argument(
         "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
@@ -146,6 +153,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure bench/bare_server.py (default: on, off with --smoke)",
     )
     ap.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure bench/floor_server.py, the stack's floor (aiohttp + aiokafka, one "
+        "record per request), with the same phases, and the relay against it, both at once "
+        "(default: on, off with --smoke)",
+    )
+    ap.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=3,
+        help="rounds of the relay and the floor measured at once (bench/paired.py), for the "
+        "closed loop and the 1,000/s phase; the targets use their median",
+    )
+    ap.add_argument(
+        "--paired-duration", type=float, default=8.0, help="measured seconds per paired round"
+    )
+    ap.add_argument(
         "--reference-duration",
         type=float,
         default=10.0,
@@ -169,12 +194,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "rates": "500",
             "connections": 16,
             "open_connections": 32,
+            "paired_rounds": 1,
+            "paired_duration": 2.0,
         }
         for key, value in defaults.items():
             if getattr(args, key) == ap.get_default(key):
                 setattr(args, key, value)
     if args.reference is None:
         args.reference = not args.smoke
+    if args.floor is None:
+        args.floor = not args.smoke
+    if args.paired_rounds < 1:
+        ap.error("--paired-rounds must be at least 1")
     try:
         args.rates = rates.parse(str(args.rates))
     except ValueError as exc:

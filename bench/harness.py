@@ -17,14 +17,16 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import broker as brokers
-from bench import load, reference, report
+from bench import load, paired, reference, report
 from bench import payloads as payload_gen
 from bench import spool as spooling
 from bench.cpus import LOAD_CPU, pin, pinning_problem, unpin
+from bench.floor import Floor
 from bench.procstat import busy_fraction, cpu_times
 from bench.progress import BenchError, log
 from bench.relay_process import RelayUnderTest
@@ -32,6 +34,9 @@ from bench.session import RelaySession
 from devsupport import topics as kafka_topics
 
 TOKEN = "bench-token-0123456789"  # noqa: S105 - a benchmark credential, never a real one
+# The light phase: what most deployments run at (docs/benchmark.md), and the rate the CPU
+# target against the floor is stated at.
+LIGHT_RATE = 1000.0
 
 
 class Bench:
@@ -53,6 +58,7 @@ class Bench:
         self.notes: list[str] = []
         self.idle_check: dict[str, float] | None = None
         self.spool_directory: Path | None = None
+        self.floor: Floor | None = None
 
     # -- environment -------------------------------------------------------------------------
 
@@ -131,6 +137,77 @@ class Bench:
         session.start(a.ready_timeout)
         return session
 
+    def start_floor(self, broker: brokers.Broker) -> Floor:
+        """The floor (bench/floor.py), listening beside the relay for the run's phases."""
+        workdir = self.workdir / "floor"
+        workdir.mkdir()
+        self.floor = Floor(
+            workdir,
+            bootstrap=broker.bootstrap,
+            broker_pid=broker.pid,
+            run_id=self.run_id,
+            partitions=self.args.partitions,
+            token=TOKEN,
+            pinned=self.pin,
+            notes=self.notes,
+        )
+        self.floor.start()
+        return self.floor
+
+    def run_at(self, phase: load.Phase, url: str) -> dict[str, Any]:
+        """The load generator's result of `phase` against `url`."""
+        return self.start_at(phase, url).result()
+
+    def start_at(self, phase: load.Phase, url: str) -> load.Running:
+        return load.start_phase(
+            self.loadgen_bin,
+            phase,
+            url=url,
+            token=TOKEN,
+            payload_file=self.payload_file,
+            request_timeout=self.args.request_timeout,
+            workdir=self.workdir,
+            pinned=self.pin,
+        )
+
+    def paired(
+        self,
+        main: RelaySession,
+        other: tuple[str, str, int | None],
+        account: Callable[[str, dict[str, Any]], None],
+        light: load.Phase | None,
+    ) -> list[dict[str, Any]]:
+        """The relay and another server at once (bench/paired.py): the closed loop, and the
+        light open-loop phase (the one at 1,000/s) if the run has it."""
+        a = self.args
+        sections = [load.Phase("paired-closed", "closed", a.paired_duration, 1.0, a.connections)]
+        if light is not None:
+            sections.append(
+                load.Phase(
+                    f"paired-{light.name}",
+                    "open",
+                    a.paired_duration,
+                    1.0,
+                    light.connections,
+                    rate=light.rate,
+                    arrivals=light.arrivals,
+                )
+            )
+        done = []
+        for phase in sections:
+            time.sleep(a.pause)
+            done.append(
+                paired.measure(
+                    phase,
+                    rounds=a.paired_rounds,
+                    relay=(main.relay.url, main.relay.pid),
+                    other=other,
+                    run=self.start_at,
+                    account=account,
+                )
+            )
+        return done
+
     def closed_phase(self, name: str) -> load.Phase:
         a = self.args
         return load.Phase(name, "closed", a.duration, a.warmup, a.connections)
@@ -153,6 +230,7 @@ class Bench:
                     a.open_connections,
                     rate=rate,
                     of_closed=r.value if r.relative else None,
+                    arrivals=a.arrivals,
                 )
             )
         return phases
@@ -208,20 +286,53 @@ class Bench:
 
         broker = self.get_broker()
         main = self.start_session("relay", a.relay_cmd, broker)
+        floor = self.start_floor(broker) if a.floor else None
+        # The other version idles beside the relay until its turn, so the two can also be
+        # measured at once.
+        compare = self.start_session("compare", a.compare_cmd, broker) if a.compare_cmd else None
+        # The floor runs each phase right after the relay: as alike a machine as one run has.
         closed = self.closed_phase("closed")
         self.drive(main, closed)
+        if floor:
+            time.sleep(a.pause)
+            floor.drive(closed, self.run_at)
+        light = None
         for phase in self.open_phases(closed.result["measured"]["ok_rps"]):
             time.sleep(a.pause)
             self.drive(main, phase)
-        main.finish()
-
-        # The other version: the same closed loop, on the same broker, cpus and payloads.
-        compare = None
-        if a.compare_cmd:
+            if floor:
+                time.sleep(a.pause)
+                floor.drive(phase, self.run_at)
+            if phase.rate == LIGHT_RATE:
+                light = phase
+        paired_floor = None
+        if floor:
+            paired_floor = self.paired(
+                main,
+                ("floor", floor.url, floor.pid),
+                lambda side, result: (
+                    main.extra_results if side == "relay" else floor.extra_results
+                ).append(result),
+                light,
+            )
+        # The other version: the same closed loop, on the same broker, cpus and payloads, then
+        # both at once.
+        paired_compare = None
+        if compare:
             time.sleep(a.pause)
-            compare = self.start_session("compare", a.compare_cmd, broker)
             self.drive(compare, self.closed_phase("compare"))
+            paired_compare = self.paired(
+                main,
+                ("compare", compare.relay.url, compare.relay.pid),
+                lambda side, result: (
+                    main.extra_results if side == "relay" else compare.extra_results
+                ).append(result),
+                light,
+            )
             compare.finish()
+        main.finish()
+        if floor:
+            floor.stop()
 
         # The spooled path: the same phases, every request fsynced in the spool first.
         spooled = None
@@ -247,6 +358,8 @@ class Bench:
         for session in self.sessions:
             session.reconcile(broker.bootstrap, self.payloads, index)
             self.problems += session.problems
+        if floor:
+            self.problems += floor.reconcile(self.payloads, index)
         return report.build(
             a,
             run_id=self.run_id,
@@ -258,6 +371,9 @@ class Bench:
             compare=compare,
             spooled=spooled,
             reference=measured_reference,
+            floor=floor,
+            paired_floor=paired_floor,
+            paired_compare=paired_compare,
             kafka_version=broker.version,
             busy_before_run=self.idle_check,
             notes=self.notes,
@@ -269,6 +385,15 @@ class Bench:
             if session.relay.alive():
                 with contextlib.suppress(Exception):
                     session.relay.stop()
+        if self.floor is not None:
+            self.floor.stop()
+            b = self.broker
+            if (
+                b is not None
+                and not self.args.keep_topics
+                and not (b.private and not self.args.keep_broker)
+            ):
+                self.floor.delete_topics()
         b = self.broker
         created = [n for s in self.sessions if s.topics_created for n in s.topics.values()]
         if (

@@ -34,6 +34,9 @@ class Phase:
     connections: int
     rate: float | None = None
     of_closed: float | None = None  # the rate as a fraction of the closed loop's acked/s
+    # open loop: how requests arrive, "poisson" (independent senders, the default) or
+    # "uniform" (one every 1/rate); docs/benchmark.md, "How senders deliver"
+    arrivals: str = "poisson"
     result: dict[str, Any] = field(default_factory=dict)
     relay: dict[str, Any] = field(default_factory=dict)
     lag: dict[str, Any] | None = None
@@ -82,6 +85,53 @@ def run_phase(
     pinned: bool,
 ) -> dict[str, Any]:
     """Drive url for one phase (on the load cpu when pinned) and return the generator's result."""
+    running = start_phase(
+        binary,
+        phase,
+        url=url,
+        token=token,
+        payload_file=payload_file,
+        request_timeout=request_timeout,
+        workdir=workdir,
+        pinned=pinned,
+    )
+    return running.result()
+
+
+@dataclass
+class Running:
+    """A load generator at work on one phase (bench/paired.py runs two at once)."""
+
+    phase: Phase
+    process: subprocess.Popen[str]
+    out: Path
+    budget: float
+
+    def result(self) -> dict[str, Any]:
+        try:
+            _, stderr = self.process.communicate(timeout=self.budget)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise BenchError(f"load generator did not finish ({self.phase.name})") from None
+        if self.process.returncode != 0:
+            raise BenchError(f"load generator failed ({self.phase.name}):\n{stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(self.out.read_text())
+        return result
+
+
+def start_phase(
+    binary: Path,
+    phase: Phase,
+    *,
+    url: str,
+    token: str,
+    payload_file: Path,
+    request_timeout: float,
+    workdir: Path,
+    pinned: bool,
+) -> Running:
+    """Start the generator on one phase and return at once."""
     out = workdir / f"{phase.name}.json"
     cmd = [
         str(binary),
@@ -108,13 +158,13 @@ def run_phase(
         phase.name,
     ]
     if phase.rate is not None:
-        cmd += ["-rate", str(phase.rate)]
+        cmd += ["-rate", str(phase.rate), "-arrivals", phase.arrivals]
     # Enough for the last requests to time out, and for a slow start on a loaded machine.
     budget = phase.warmup + phase.duration + 2 * request_timeout + 60
-    proc = subprocess.run(
-        on_cpu(cmd, LOAD_CPU, pinned), capture_output=True, text=True, check=False, timeout=budget
+    process = subprocess.Popen(
+        on_cpu(cmd, LOAD_CPU, pinned),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    if proc.returncode != 0:
-        raise BenchError(f"load generator failed ({phase.name}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
+    return Running(phase, process, out, budget)

@@ -21,6 +21,7 @@ from bench import payloads as payload_gen
 from bench import spool as spooling
 from bench import targets
 from bench.cpus import LOAD_CPU, RELAY_CPU
+from bench.floor import WHAT, Floor
 from bench.load import Phase
 from bench.procstat import loadavg, machine_info
 from bench.session import RelaySession
@@ -66,6 +67,7 @@ def phase_summary(ph: Phase) -> dict[str, Any]:
         "per_second": m["per_second"],
     }
     if ph.mode == "open":
+        out["arrivals"] = ph.arrivals
         out["service_time_ms"] = {k: round(v, 3) for k, v in m["service_time_ms"].items()}
         out["send_lag_ms"] = {k: round(v, 3) for k, v in m["send_lag_ms"].items()}
         out["late_sends"] = m["late"]
@@ -92,13 +94,16 @@ def relay_summary(session: RelaySession) -> dict[str, Any]:
     }
 
 
-def comparison(compare: RelaySession, main_closed: dict[str, Any]) -> dict[str, Any]:
-    """The --compare-cmd relay's closed loop, and the relay's against it."""
+def comparison(
+    compare: RelaySession, main_closed: dict[str, Any], paired: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The --compare-cmd relay's closed loop, the relay's against it, and both at once."""
     closed = phase_summary(compare.phases[0])
     return {
         "command": compare.info["command"],
         "closed_loop": closed,
         "versus": targets.versus(main_closed, closed),
+        "paired": paired,
         "relay": relay_summary(compare),
         "reconciliation": compare.recon,
         "metrics": compare.metrics,
@@ -118,6 +123,44 @@ def spool_summary(spooled: RelaySession, info: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def floor_summary(
+    floor: Floor, main: list[dict[str, Any]], paired: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The floor's phases, the relay's against each (phase by phase: information), and the
+    paired ratios the targets use."""
+    phases = [phase_summary(p) for p in floor.phases]
+    by_name = {p["name"].removeprefix("floor-"): p for p in phases}
+    versus = {}
+    for mine in main:
+        theirs = by_name.get(mine["name"])
+        if theirs is not None:
+            versus[mine["name"]] = {
+                "acked_rps_ratio": targets.ratio(mine["acked_rps"], theirs["acked_rps"]),
+                "cpu_seconds_per_1000_requests_ratio": targets.ratio(
+                    mine["relay"].get("cpu_seconds_per_1000_requests"),
+                    theirs["relay"].get("cpu_seconds_per_1000_requests"),
+                ),
+            }
+    return {
+        "what": WHAT,
+        "command": floor.command,
+        "closed_loop": [p for p in phases if p["mode"] == "closed"],
+        "open_loop": [p for p in phases if p["mode"] == "open"],
+        "versus_phase_by_phase": versus,
+        "paired": paired,
+        "peak_rss_mib": floor.peak_rss_mib,
+        "reconciliation": floor.recon,
+    }
+
+
+def paired_ratio(paired: list[dict[str, Any]] | None, mode: str) -> float | None:
+    for section in paired or ():
+        if section["mode"] == mode:
+            value: float | None = section["ratio_median"]
+            return value
+    return None
+
+
 def build(
     args: argparse.Namespace,
     *,
@@ -130,6 +173,9 @@ def build(
     compare: RelaySession | None,
     spooled: tuple[RelaySession, dict[str, Any]] | None,
     reference: dict[str, Any] | None,
+    floor: Floor | None,
+    paired_floor: list[dict[str, Any]] | None,
+    paired_compare: list[dict[str, Any]] | None,
     kafka_version: str | None,
     busy_before_run: dict[str, float] | None,
     notes: list[str],
@@ -141,16 +187,15 @@ def build(
         reference["relay_closed_loop_ratio"] = targets.ratio(
             closed[0]["acked_rps"], reference["acked_rps"]
         )
-    compared = comparison(compare, closed[0]) if compare else None
+    compared = comparison(compare, closed[0], paired_compare) if compare else None
+    floored = floor_summary(floor, closed + opened, paired_floor) if floor else None
     relay = relay_summary(main)
     # A few seconds on a shared runner say nothing about the targets.
     goals = None
     if not args.smoke:
         goals = targets.evaluate(
-            ratio_to_bare=reference["relay_closed_loop_ratio"] if reference else None,
-            cpu_lower_than_compare=(
-                compared["versus"]["cpu_seconds_per_1000_requests_lower_by"] if compared else None
-            ),
+            closed_ratio_to_floor=paired_ratio(paired_floor, "closed"),
+            cpu_ratio_to_floor_at_light=paired_ratio(paired_floor, "open"),
             open_phase=next(
                 (o for o in opened if o["offered_of_closed"] == targets.OPEN_OF_CLOSED), None
             ),
@@ -177,11 +222,14 @@ def build(
             "seed": args.seed,
             "request_timeout_seconds": args.request_timeout,
             "relay_env": args.relay_env,
+            "arrivals": args.arrivals,
+            "paired_rounds": args.paired_rounds if floor else None,
         },
         "payloads": payload_gen.summary(payloads),
         "closed_loop": closed,
         "open_loop": opened,
         "reference": reference,
+        "floor": floored,
         "comparison": compared,
         "spool": spool_summary(*spooled) if spooled else None,
         "relay": relay,

@@ -42,6 +42,9 @@ class RelaySession:
         self.notes = notes
         self.topics_created = False
         self.phases: list[load.Phase] = []
+        # Load generator results outside the phases (bench/paired.py's rounds): their 200s
+        # are reconciled too.
+        self.extra_results: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {"command": relay.command}
         self.metrics: dict[str, Any] = {}
         self.recon: dict[str, Any] = {}
@@ -106,7 +109,7 @@ class RelaySession:
             pinned=pinned,
         )
         after = Sample.take(self.relay.pid, self.broker_pid)
-        phase.relay = self.costs(phase, before, after)
+        phase.relay = phase_costs(phase, before, after, self.notes)
         if not self.relay.alive():
             raise BenchError(
                 self.labelled(f"the relay died during {phase.name}:\n{self.relay.tail()}")
@@ -119,38 +122,6 @@ class RelaySession:
             f"non-200 {phase.result['answered'] - phase.result['by_status'].get('200', 0)}, "
             f"errors {sum(phase.result['errors'].values())}"
         )
-
-    def costs(self, phase: load.Phase, before: Sample, after: Sample) -> dict[str, Any]:
-        """What a phase cost the relay, the broker and the generator, from two /proc samples."""
-        wall = after.wall - before.wall
-        answered = phase.result["answered"]
-        relay: dict[str, Any] = {"wall_seconds": round(wall, 2)}
-        if before.relay_cpu is not None and after.relay_cpu is not None:
-            cpu = after.relay_cpu - before.relay_cpu
-            relay["cpu_seconds"] = round(cpu, 3)
-            relay["cpu_utilisation"] = round(cpu / wall, 3) if wall else None
-            relay["cpu_seconds_per_1000_requests"] = (
-                round(cpu / answered * 1000, 4) if answered else None
-            )
-        if before.broker_cpu is not None and after.broker_cpu is not None:
-            relay["broker_cpu_seconds"] = round(after.broker_cpu - before.broker_cpu, 3)
-        lg = phase.result["loadgen"]
-        relay["loadgen_cpu_seconds"] = round(lg["cpu_user_seconds"] + lg["cpu_system_seconds"], 3)
-        relay["core_busy"] = busy_fraction(before.cores, after.cores)
-        # CPU time used by other work on the machine during the phase: it competes with the
-        # relay, the broker and the generator (if it runs on cpu 0 or 1, which nothing stops),
-        # and skews the figures. (core_busy, from /proc/stat, is tick-sampled: rough.)
-        if wall:
-            other = other_cpu_seconds(before, after)
-            relay["other_processes_cpu_seconds"] = round(other, 3)
-            if other / wall > 0.1:  # (the phase's name says which relay)
-                self.notes.append(
-                    f"{phase.name}: other processes used {other / wall:.0%} of a core "
-                    "meanwhile: this phase's figures are skewed"
-                )
-        relay["rss_mib"] = round(after.mem["rss"] / 1024, 1)
-        relay["peak_rss_mib"] = round(after.mem["hwm"] / 1024, 1)
-        return relay
 
     def finish(self) -> None:
         """The relay's totals and metrics, then SIGTERM."""
@@ -179,9 +150,9 @@ class RelaySession:
         # Over everything sent, warm-ups included.
         sent = [0] * len(payloads)
         ok = [0] * len(payloads)
-        for phase in self.phases:
+        for result in [*(phase.result for phase in self.phases), *self.extra_results]:
             for i, (s, o) in enumerate(
-                zip(phase.result["sent_by_payload"], phase.result["ok_by_payload"], strict=True)
+                zip(result["sent_by_payload"], result["ok_by_payload"], strict=True)
             ):
                 sent[i] += s
                 ok[i] += o
@@ -205,3 +176,39 @@ class RelaySession:
                 f"the relay counted {int(accepted)} accepted requests, the load generator "
                 f"{recon['answered_200']} answers 200"
             )
+
+
+def phase_costs(
+    phase: load.Phase, before: Sample, after: Sample, notes: list[str]
+) -> dict[str, Any]:
+    """What a phase cost the server measured (the relay, or the floor), the broker and the
+    generator, from two /proc samples; a phase skewed by other work adds a note."""
+    wall = after.wall - before.wall
+    answered = phase.result["answered"]
+    relay: dict[str, Any] = {"wall_seconds": round(wall, 2)}
+    if before.relay_cpu is not None and after.relay_cpu is not None:
+        cpu = after.relay_cpu - before.relay_cpu
+        relay["cpu_seconds"] = round(cpu, 3)
+        relay["cpu_utilisation"] = round(cpu / wall, 3) if wall else None
+        relay["cpu_seconds_per_1000_requests"] = (
+            round(cpu / answered * 1000, 4) if answered else None
+        )
+    if before.broker_cpu is not None and after.broker_cpu is not None:
+        relay["broker_cpu_seconds"] = round(after.broker_cpu - before.broker_cpu, 3)
+    lg = phase.result["loadgen"]
+    relay["loadgen_cpu_seconds"] = round(lg["cpu_user_seconds"] + lg["cpu_system_seconds"], 3)
+    relay["core_busy"] = busy_fraction(before.cores, after.cores)
+    # CPU time used by other work on the machine during the phase: it competes with the
+    # relay, the broker and the generator (if it runs on cpu 0 or 1, which nothing stops),
+    # and skews the figures. (core_busy, from /proc/stat, is tick-sampled: rough.)
+    if wall:
+        other = other_cpu_seconds(before, after)
+        relay["other_processes_cpu_seconds"] = round(other, 3)
+        if other / wall > 0.1:  # (the phase's name says which relay)
+            notes.append(
+                f"{phase.name}: other processes used {other / wall:.0%} of a core "
+                "meanwhile: this phase's figures are skewed"
+            )
+    relay["rss_mib"] = round(after.mem["rss"] / 1024, 1)
+    relay["peak_rss_mib"] = round(after.mem["hwm"] / 1024, 1)
+    return relay

@@ -104,6 +104,8 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
             f"cpu s/1k {fmt(ref['cpu_seconds_per_1000_requests'], '.3f')}; "
             f"relay closed loop / reference: {fmt(ref['relay_closed_loop_ratio'], '.3f')}"
         )
+    if res.get("floor"):
+        print_floor(res["floor"])
     if cmp:
         vs, crelay = cmp["versus"], cmp["relay"]
         lower = vs["cpu_seconds_per_1000_requests_lower_by"]
@@ -116,6 +118,7 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
             f"exit code {crelay.get('exit_code')}, "
             f"reconciliation {'OK, zero lost' if cmp['reconciliation']['ok'] else 'FAILED'}"
         )
+        print_paired(cmp.get("paired"))
     if res.get("spool"):
         print_spool(res["spool"])
     relay = res["relay"]
@@ -170,16 +173,52 @@ def print_table(res: dict[str, Any], path: Path | None) -> None:
         p(bar)
 
 
+def print_paired(sections: list[dict[str, Any]] | None) -> None:
+    """Ratios of the relay and another server measured at once (bench/paired.py)."""
+    for section in sections or ():
+        other = section["versus"]
+        what = "acked/s" if section["mode"] == "closed" else "cpu s/1k"
+        where = (
+            f"closed loop, {section['connections_each']} connections each"
+            if section["mode"] == "closed"
+            else f"{section['rate']:g}/s each ({section['arrivals']})"
+        )
+        low, high = section["ratio_range"] or (None, None)
+        rounds = "; ".join(
+            f"{r['relay'][section['ratio_of']]:g} / {r[other][section['ratio_of']]:g}"
+            for r in section["rounds"]
+        )
+        print(
+            f"  relay / {other}, {what}, both at once on one core ({where}): "
+            f"x{fmt(section['ratio_median'], '.3f')} (median of {len(section['rounds'])}, "
+            f"range {fmt(low, '.3f')}-{fmt(high, '.3f')}; relay / {other} per round: {rounds})"
+        )
+
+
 def phases(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every measured phase in table order: closed loop, open loop, the compared relay's
-    closed loop, then the spooled path's."""
-    cmp, spool = res.get("comparison"), res.get("spool")
+    """Every measured phase in table order: closed loop, open loop, the floor's, the compared
+    relay's closed loop, then the spooled path's."""
+    cmp, spool, floor = res.get("comparison"), res.get("spool"), res.get("floor")
     return [
         *res["closed_loop"],
         *res["open_loop"],
+        *([*floor["closed_loop"], *floor["open_loop"]] if floor else []),
         *([cmp["closed_loop"]] if cmp else []),
         *([*spool["closed_loop"], *spool["open_loop"]] if spool else []),
     ]
+
+
+def print_floor(floor: dict[str, Any]) -> None:
+    """The relay against the stack's floor: the paired ratios, then phase by phase."""
+    print(f"floor: {floor['what']}; reconciliation "
+          f"{'OK, zero lost' if floor['reconciliation'].get('ok') else 'FAILED'}")  # fmt: skip
+    print_paired(floor.get("paired"))
+    for name, vs in floor["versus_phase_by_phase"].items():
+        print(
+            f"  relay / floor, {name}, one after the other: acked/s "
+            f"x{fmt(vs['acked_rps_ratio'], '.3f')}, cpu s/1k "
+            f"x{fmt(vs['cpu_seconds_per_1000_requests_ratio'], '.3f')}"
+        )
 
 
 def print_spool(spool: dict[str, Any]) -> None:

@@ -2,16 +2,22 @@
 and the ratios themselves.
 
 Reported with "met" or "NOT met", never enforced (timings depend on the machine; only a lost
-record fails a run). A target whose figure the run did not measure (no reference, no
---compare-cmd, no 0.5x rate) is reported as not measured: value and met are None.
+record fails a run). A target whose figure the run did not measure (no floor, no 0.5x rate, no
+1,000/s phase) is reported as not measured: value and met are None.
+
+The throughput and cost targets are against the floor of the stack the relay is built on
+(bench/floor_server.py), measured at the same moments on the same core (bench/paired.py): the
+relay's own work is what it costs beyond that floor, and only such a ratio survives the
+machine's drift. The bare endpoint's ratio (no Kafka at all) and the --compare-cmd relay's are
+information, not targets.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-CLOSED_RATIO_TO_BARE = 0.65  # relay acked/s over bench/bare_server.py's, same closed loop
-CPU_LOWER_THAN_COMPARE = 0.30  # 1 - relay cpu s/1k over the --compare-cmd relay's
+CLOSED_RATIO_TO_FLOOR = 0.92  # relay acked/s over the floor's, paired closed loop
+CPU_RATIO_TO_FLOOR_AT_LIGHT = 1.10  # relay cpu s/1k over the floor's, paired 1,000/s phase
 OPEN_OF_CLOSED = 0.5  # the open-loop rate, as a fraction of the closed loop's acked/s
 OPEN_P99_MS = 10.0
 OPEN_P99_9_MS = 25.0
@@ -48,8 +54,8 @@ def target(text: str, value: float | None, met: bool) -> dict[str, Any]:
 
 def evaluate(
     *,
-    ratio_to_bare: float | None,
-    cpu_lower_than_compare: float | None,
+    closed_ratio_to_floor: float | None,
+    cpu_ratio_to_floor_at_light: float | None,
     open_phase: dict[str, Any] | None,
     peak_rss_mib: float | None,
     records_lost: int,
@@ -60,16 +66,17 @@ def evaluate(
         p99, p99_9 = open_phase["latency_ms"]["p99"], open_phase["latency_ms"]["p99_9"]
         failed = open_phase["non_200"] + sum(open_phase["errors"].values())
     at = f"open_{OPEN_OF_CLOSED:g}x"
+    closed, light = closed_ratio_to_floor, cpu_ratio_to_floor_at_light
     return {
-        "closed_ratio_to_bare": target(
-            f">= {CLOSED_RATIO_TO_BARE:g}",
-            ratio_to_bare,
-            ratio_to_bare is not None and ratio_to_bare >= CLOSED_RATIO_TO_BARE,
+        "closed_ratio_to_floor": target(
+            f">= {CLOSED_RATIO_TO_FLOOR:g}",
+            closed,
+            closed is not None and closed >= CLOSED_RATIO_TO_FLOOR,
         ),
-        "cpu_s_per_1k_lower_than_compare": target(
-            f">= {CPU_LOWER_THAN_COMPARE:g}",
-            cpu_lower_than_compare,
-            cpu_lower_than_compare is not None and cpu_lower_than_compare >= CPU_LOWER_THAN_COMPARE,
+        "cpu_s_per_1k_at_1000_ratio_to_floor": target(
+            f"<= {CPU_RATIO_TO_FLOOR_AT_LIGHT:g}",
+            light,
+            light is not None and light <= CPU_RATIO_TO_FLOOR_AT_LIGHT,
         ),
         f"{at}_p99_ms": target(f"<= {OPEN_P99_MS:g}", p99, p99 is not None and p99 <= OPEN_P99_MS),
         f"{at}_p99_9_ms": target(

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand"
 	"net"
 	"net/url"
 	"os"
@@ -39,6 +40,11 @@ import (
 
 type ticker interface {
 	wait() (uint64, error)
+	stop()
+}
+
+type alarm interface {
+	sleep(d time.Duration) error
 	stop()
 }
 
@@ -181,6 +187,8 @@ type runConfig struct {
 	warmup        time.Duration
 	timeout       time.Duration
 	lateThreshold time.Duration
+	arrivals      string
+	seed          int64
 	out           string
 	label         string
 }
@@ -198,6 +206,8 @@ func cmdRun(args []string) error {
 	fs.DurationVar(&cfg.warmup, "warmup", 0, "run this long before measuring (requests counted, latencies not)")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "per-request timeout (connect, write and answer)")
 	fs.DurationVar(&cfg.lateThreshold, "late-threshold", time.Millisecond, "open loop: a request written later than this after its due time counts as late")
+	fs.StringVar(&cfg.arrivals, "arrivals", "uniform", "open loop: uniform (one request every 1/rate) or poisson (independent senders: exponential gaps of mean 1/rate)")
+	fs.Int64Var(&cfg.seed, "seed", 1, "open loop, poisson: seed of the arrival times (the same seed, the same schedule)")
 	fs.StringVar(&cfg.out, "out", "-", "result file (JSON); - for stdout")
 	fs.StringVar(&cfg.label, "label", "", "free text copied into the result")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the generator here")
@@ -229,6 +239,9 @@ func cmdRun(args []string) error {
 	}
 	if cfg.mode == "open" && (cfg.rate <= 0 || cfg.rate > 1e6) {
 		return errors.New("-rate must be in (0, 1e6]")
+	}
+	if cfg.arrivals != "uniform" && cfg.arrivals != "poisson" {
+		return fmt.Errorf("-arrivals must be uniform or poisson, got %q", cfg.arrivals)
 	}
 	if cfg.duration <= 0 {
 		return errors.New("-duration must be positive")
@@ -355,6 +368,21 @@ func runOpen(cfg *runConfig, addr string, payloads []payload) (*result, error) {
 	total := int64(float64(cfg.warmup+cfg.duration) / float64(interval))
 	measureFromSlot := int64(float64(cfg.warmup) / float64(interval))
 
+	// When slot i is due, from the start. Uniform: every interval. Poisson: the sum of
+	// exponential gaps of mean interval, which is how the requests of many independent senders
+	// arrive (a sender fleet, an ingress in front): some alone, some close together.
+	offsets := make([]time.Duration, total)
+	rng := rand.New(rand.NewSource(cfg.seed))
+	var at float64
+	for i := range offsets {
+		if cfg.arrivals == "poisson" {
+			at += rng.ExpFloat64() * float64(interval)
+			offsets[i] = time.Duration(at)
+		} else {
+			offsets[i] = time.Duration(i+1) * interval
+		}
+	}
+
 	n := cfg.connections
 	conns := make([]*httpConn, n)
 	stats := make([]*workerStats, n)
@@ -379,7 +407,7 @@ func runOpen(cfg *runConfig, addr string, payloads []payload) (*result, error) {
 				defer wg.Done()
 				defer c.close()
 				for slot := range jobs {
-					due := t0.Add(time.Duration(slot+1) * interval)
+					due := t0.Add(offsets[slot])
 					p := int(slot % int64(len(payloads)))
 					cur := inflight.Add(1)
 					for {
@@ -422,28 +450,53 @@ func runOpen(cfg *runConfig, addr string, payloads []payload) (*result, error) {
 		}
 	}
 
-	tk, start, err := newTicker(interval)
-	if err != nil {
-		return nil, err
-	}
-	t0 = start
-	measureFrom = t0.Add(time.Duration(measureFromSlot+1) * interval)
-	startWorkers()
 	var slot int64
-	for slot < total {
-		due, err := tk.wait()
+	if cfg.arrivals == "poisson" {
+		// One wake-up per arrival, at its due time; whatever is due by then goes out.
+		al, err := newAlarm()
 		if err != nil {
-			tk.stop()
-			close(jobs)
-			wg.Wait()
-			return nil, fmt.Errorf("ticker: %w", err)
+			return nil, err
 		}
-		for i := uint64(0); i < due && slot < total; i++ {
-			jobs <- slot
-			slot++
+		t0 = time.Now()
+		measureFrom = measureStart(t0, offsets, measureFromSlot)
+		startWorkers()
+		for slot < total {
+			if err := al.sleep(time.Until(t0.Add(offsets[slot]))); err != nil {
+				al.stop()
+				close(jobs)
+				wg.Wait()
+				return nil, fmt.Errorf("alarm: %w", err)
+			}
+			now := time.Since(t0)
+			for slot < total && offsets[slot] <= now {
+				jobs <- slot
+				slot++
+			}
 		}
+		al.stop()
+	} else {
+		tk, start, err := newTicker(interval)
+		if err != nil {
+			return nil, err
+		}
+		t0 = start
+		measureFrom = measureStart(t0, offsets, measureFromSlot)
+		startWorkers()
+		for slot < total {
+			due, err := tk.wait()
+			if err != nil {
+				tk.stop()
+				close(jobs)
+				wg.Wait()
+				return nil, fmt.Errorf("ticker: %w", err)
+			}
+			for i := uint64(0); i < due && slot < total; i++ {
+				jobs <- slot
+				slot++
+			}
+		}
+		tk.stop()
 	}
-	tk.stop()
 	close(jobs)
 	wg.Wait()
 	finished := time.Now()
@@ -455,6 +508,14 @@ func runOpen(cfg *runConfig, addr string, payloads []payload) (*result, error) {
 	res.Measured.Scheduled = total - measureFromSlot
 	res.Scheduled = total
 	return res, nil
+}
+
+// measureStart is when the first measured slot is due (the end of the warm-up).
+func measureStart(t0 time.Time, offsets []time.Duration, first int64) time.Time {
+	if first >= int64(len(offsets)) {
+		return t0.Add(offsets[len(offsets)-1])
+	}
+	return t0.Add(offsets[first])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -520,6 +581,7 @@ type result struct {
 	URL           string           `json:"url"`
 	Connections   int              `json:"connections"`
 	Rate          float64          `json:"rate,omitempty"`
+	Arrivals      string           `json:"arrivals,omitempty"`
 	Duration      float64          `json:"duration_seconds"`
 	Warmup        float64          `json:"warmup_seconds"`
 	Payloads      int              `json:"payloads"`
@@ -558,6 +620,7 @@ func collect(cfg *runConfig, payloads []payload, stats []*workerStats, window, e
 	}
 	if cfg.mode == "open" {
 		res.Rate = cfg.rate
+		res.Arrivals = cfg.arrivals
 	}
 	for _, name := range errKindNames {
 		res.Errors[name] = 0

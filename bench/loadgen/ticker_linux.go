@@ -63,3 +63,35 @@ func (t *fdTicker) wait() (uint64, error) {
 }
 
 func (t *fdTicker) stop() { _ = t.f.Close() }
+
+// An alarm is a one-shot timerfd, re-armed for each wake-up: the Poisson schedule's gaps vary,
+// so a periodic ticker does not fit it, and Go's own timers are too coarse (see above).
+type fdAlarm struct {
+	f   *os.File
+	fd  uintptr
+	buf [8]byte
+}
+
+func newAlarm() (alarm, error) {
+	fd, _, errno := syscall.Syscall(syscall.SYS_TIMERFD_CREATE, clockMonotonic, tfdNonblock|tfdCloexec, 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("timerfd_create: %w", errno)
+	}
+	return &fdAlarm{f: os.NewFile(fd, "timerfd"), fd: fd}, nil
+}
+
+// sleep returns once d has passed (at once for d <= 0).
+func (a *fdAlarm) sleep(d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	spec := itimerspec{value: syscall.NsecToTimespec(int64(d))}
+	if _, _, errno := syscall.Syscall6(syscall.SYS_TIMERFD_SETTIME, a.fd, 0,
+		uintptr(unsafe.Pointer(&spec)), 0, 0, 0); errno != 0 {
+		return fmt.Errorf("timerfd_settime: %w", errno)
+	}
+	_, err := a.f.Read(a.buf[:])
+	return err
+}
+
+func (a *fdAlarm) stop() { _ = a.f.Close() }

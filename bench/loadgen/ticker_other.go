@@ -30,3 +30,16 @@ func (t *sleepTicker) wait() (uint64, error) {
 }
 
 func (t *sleepTicker) stop() {}
+
+type sleepAlarm struct{}
+
+func newAlarm() (alarm, error) { return sleepAlarm{}, nil }
+
+func (sleepAlarm) sleep(d time.Duration) error {
+	if d > 0 {
+		time.Sleep(d)
+	}
+	return nil
+}
+
+func (sleepAlarm) stop() {}
