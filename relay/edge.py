@@ -46,7 +46,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
 from relay import request_ids
-from relay.answers import Answers
+from relay.answers import Answers, Reply
 from relay.config import ServerConfig
 from relay.logs import RateLimitedLog
 from relay.metrics import Metrics
@@ -99,13 +99,19 @@ class EdgeRequest(BaseRequest):
         await self.writer.write(_CONTINUE)
         self.writer.output_size = 0
 
+    def answer_begins(self) -> None:
+        """The answer is being written: aiohttp's own flag covers the request from now on."""
+        cast(EdgeProtocol, self.protocol).taken = False
+
     async def _prepare_hook(self, response: web.StreamResponse) -> None:
-        # Runs after aiohttp set its default headers and before they are written.
+        # Runs for aiohttp's own responses (the handshake's challenge), after aiohttp set its
+        # default headers and before they are written; the relay's answers
+        # (relay.answers.Answer) write their own.
         response.headers.popall(hdrs.SERVER, None)
-        cast(EdgeProtocol, self.protocol).taken = False  # aiohttp's own flag covers it now
+        self.answer_begins()
 
 
-Handler = Callable[[EdgeRequest], Awaitable[web.StreamResponse]]
+Handler = Callable[[EdgeRequest], Awaitable[Reply]]
 
 
 class EdgeServer(web.Server):
@@ -136,7 +142,9 @@ class EdgeServer(web.Server):
         access_log: logging.Logger | None = None,
         log_interval: float = 1.0,
     ) -> None:
-        # aiohttp types its handler for any request; this server makes only EdgeRequests.
+        # aiohttp types its handler for any request and any response: this server makes only
+        # EdgeRequests, and its handlers answer with the relay's own Answers, which aiohttp's
+        # request loop writes as it writes its responses (relay.edge_check checks it does).
         super().__init__(cast(Any, handler), request_factory=self._request)
         self.limits = limits
         self.answers = Answers(limits.retry_after)
@@ -443,7 +451,10 @@ class EdgeProtocol(web_protocol.RequestHandler):
             outcome = Outcome.INTERNAL_ERROR
         if request.writer.output_size > 0:
             raise ConnectionError("the answer had begun; the connection is closed instead")
-        return self._edge.answers.response(outcome, request_id, close=True)
+        # aiohttp's request loop writes it like its own responses (relay.edge_check).
+        return cast(
+            web.StreamResponse, self._edge.answers.response(outcome, request_id, close=True)
+        )
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         # aiohttp's own error lines format the exception, whose message may quote request bytes:

@@ -10,9 +10,12 @@ Python 3.12+ it starts handlers eagerly). So at every start, before anything lis
 
 - a request and a second one pipelined behind it in the same read: both reach the handler in
   order, the connection is busy (never evicted, never timed out) from the parsed head until the
-  first answer is written, each answer carries its own `X-Request-Id` and no `Server` header
-  (the prepare hook ran);
+  first answer is written, the request loop writes the relay's own answers (relay.answers.Answer:
+  `prepare`, `write_eof`, `keep_alive`) whole and keeps the connection, each answer carries its
+  own `X-Request-Id` and no `Server` header;
 - the second request failing in its handler after `100 Continue`: its 500 still follows;
+- aiohttp's own response (the handshake's challenge, the admin listener's pages): the prepare
+  hook runs before its head is written (no `Server` header, the request no longer taken);
 - a head that does not arrive in time: 408, and nothing sent after it reaches the handler;
 - malformed HTTP: the edge's 400 `bad_http`, with the id it logs;
 - a malformed chunk in the body being read: the handler reads a `RequestPayloadError`.
@@ -35,6 +38,7 @@ from aiohttp import web, web_protocol
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
+from relay.answers import Reply
 from relay.edge import EdgeLimits, EdgeProtocol, EdgeRequest, EdgeServer
 from relay.outcomes import Outcome
 from relay.startup import StartupError
@@ -183,7 +187,7 @@ class _ProbeServer(EdgeServer):
 
     __slots__ = ("clock", "logged")
 
-    def __init__(self, handler: Callable[[EdgeRequest], Awaitable[web.StreamResponse]]) -> None:
+    def __init__(self, handler: Callable[[EdgeRequest], Awaitable[Reply]]) -> None:
         super().__init__(handler, _LIMITS)
         self.clock = 0.0
         self.logged: list[tuple[str, str]] = []
@@ -206,11 +210,13 @@ class _Probe:
         self.server = _ProbeServer(self._handle)
         self.connections: list[tuple[EdgeProtocol, MemoryTransport]] = []
 
-    async def _handle(self, request: EdgeRequest) -> web.StreamResponse:
+    async def _handle(self, request: EdgeRequest) -> Reply:
         self.seen.append(request.request_id)
         if request.path == "/fail":
             await request.send_continue()
             raise _Failure
+        if request.path == "/text":  # aiohttp's own response, as the handshake's challenge
+            return self.server.answers.challenge("probe", request.request_id)
         if request.path == "/body":
             self.reading.set()
             try:
@@ -263,7 +269,7 @@ async def behaviour_problems() -> list[str]:
     probe = _Probe()
     problems: list[str] = []
     try:
-        for scenario in (_pipelined, _head_timeout, _parse_error, _broken_body):
+        for scenario in (_pipelined, _aiohttps_own, _head_timeout, _parse_error, _broken_body):
             try:
                 problems.extend(await scenario(probe))
             except Exception as exc:  # the names it relies on moved: say which, never crash
@@ -296,13 +302,11 @@ async def _pipelined(probe: _Probe) -> list[str]:
     written = bytes(transport.written)
     if probe.seen != ["check-1", "check-2"]:
         problems.append(f"pipelined requests reached the handler as {probe.seen}")
-    if (
-        not written.startswith(b"HTTP/1.1 200 OK\r\n")
-        or b"X-Request-Id: check-1\r\n" not in written
-    ):
+    first = written.partition(b"\r\n\r\n")[0] + b"\r\n"  # its head, every line ended
+    if not first.startswith(b"HTTP/1.1 200 OK\r\n") or b"X-Request-Id: check-1\r\n" not in first:
         problems.append("the first answer is not the first request's")
-    if b"\r\nServer:" in written:
-        problems.append("a Server header was sent: the prepare hook was not called before it")
+    elif b"\r\nDate: " not in first or b"\r\nContent-Length: 21\r\n" not in first:
+        problems.append("the first answer was not written whole by the request loop")
     final = written.partition(b"HTTP/1.1 100 Continue\r\n\r\n")[2]
     if not final.startswith(b"HTTP/1.1 500 ") or b"X-Request-Id: check-2\r\n" not in final:
         problems.append("a handler failing after 100 Continue did not get its 500 with its id")
@@ -310,6 +314,22 @@ async def _pipelined(probe: _Probe) -> list[str]:
         problems.append(f"a failing handler was reported as {probe.server.logged}")
     probe.server.logged.clear()
     return problems
+
+
+async def _aiohttps_own(probe: _Probe) -> list[str]:
+    """aiohttp's own response"""
+    protocol, transport = probe.connect()
+    protocol.data_received(_request("/text", "check-5"))
+    if not await _until(lambda: transport.written.endswith(b"probe")):
+        return ["aiohttp's own response (the handshake's challenge) was not written"]
+    head = bytes(transport.written).partition(b"\r\n\r\n")[0] + b"\r\n"
+    if b"\r\nServer:" in head:
+        return ["a Server header was sent: the prepare hook was not called before it"]
+    if b"X-Request-Id: check-5\r\n" not in head:
+        return ["aiohttp's own response lost its X-Request-Id"]
+    if protocol.taken:
+        return ["the connection still counts a request as taken once its answer began"]
+    return []
 
 
 async def _head_timeout(probe: _Probe) -> list[str]:

@@ -13,11 +13,11 @@ import time
 from typing import Protocol
 
 import orjson
-from aiohttp import hdrs, web
+from aiohttp import hdrs
 from aiohttp.http import HttpVersion11
 from aiohttp.web_protocol import RequestPayloadError
 
-from relay.answers import Answers
+from relay.answers import Answers, Reply
 from relay.auth import Authenticator, AuthResult
 from relay.classify import Classifier, EnvelopeError, EventGroup, NotWhatsApp
 from relay.config import EventType, Settings
@@ -138,9 +138,10 @@ class WebhookHandler:
         """Return once no webhook request is in flight."""
         await self._idle.wait()
 
-    async def __call__(self, request: EdgeRequest) -> web.StreamResponse:
+    async def __call__(self, request: EdgeRequest) -> Reply:
         started = time.perf_counter()
         request_id = request.request_id
+        response: Reply
         if request.path != self._path:
             outcome = Outcome.NOT_FOUND
             response = self._answers.response(outcome, request_id)
@@ -157,7 +158,7 @@ class WebhookHandler:
 
     # -- GET: Meta's verification handshake -------------------------------------------------
 
-    def _verify(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, web.Response]:
+    def _verify(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, Reply]:
         query = request.query
         token = query.get("hub.verify_token")
         challenge = query.get("hub.challenge")
@@ -175,7 +176,7 @@ class WebhookHandler:
 
     # -- POST: the webhook ------------------------------------------------------------------
 
-    async def _post(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, web.Response]:
+    async def _post(self, request: EdgeRequest, request_id: str) -> tuple[Outcome, Reply]:
         received_at = time.time()
         if self.closing:
             return self._reject(request_id, _Rejected(Outcome.SHUTTING_DOWN, "shutting down", True))
@@ -364,7 +365,7 @@ class WebhookHandler:
         self._metrics.auth_failures[failure].inc()
         return _Rejected(Outcome.UNAUTHORIZED, failure.value, close)
 
-    def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, web.Response]:
+    def _reject(self, request_id: str, rejected: _Rejected) -> tuple[Outcome, Reply]:
         if rejected.outcome not in _LOGGED_WHEN_PUBLISHING:
             self._refused.info(rejected.outcome, rejected.reason, request_id=request_id)
         return rejected.outcome, self._answers.response(

@@ -93,7 +93,7 @@ async def test_a_scenario_that_breaks_is_named_not_raised(monkeypatch: pytest.Mo
         "a request and a pipelined second one: AttributeError: "
         "'RequestHandler' object has no attribute '_parser'"
     )
-    assert len(problems) == 4  # every scenario feeds data
+    assert len(problems) == 5  # every scenario feeds data
 
 
 def test_the_supported_range_is_pyprojects() -> None:
