@@ -3,8 +3,10 @@ part of the suite).
 
 It runs `python -m bench --smoke` as users run `make bench`: the real relay (`whatsapp-relay
 serve`) in a subprocess, the Go load generator, a closed loop and one open-loop rate (half of
-what the closed loop acknowledged), then the same closed loop against a second relay
-(`--compare-cmd`, here the same version), then the same phases with every request spooled
+what the closed loop acknowledged), each followed by the same phase against the stack's floor
+(bench/floor_server.py), then the relay and the floor at once on one core, then the same closed
+loop against a second relay (`--compare-cmd`, here the same version) and the two at once, then
+the same phases with every request spooled
 (`spool.after_seconds: 0`), then reads every topic back and reconciles. Only
 correctness is asserted: the run completed, no acknowledged webhook is missing from Kafka, and
 each figure the result promises is there. Timings are never asserted; they depend on the
@@ -39,6 +41,7 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
             "--smoke",
             "--rates",
             "0.5x",
+            "--floor",
             "--compare-cmd",
             f"{sys.executable} -m relay serve --config {{config}}",
             "--output",
@@ -98,6 +101,28 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert comparison["versus"]["acked_rps_ratio"] > 0, report
     assert comparison["versus"]["cpu_seconds_per_1000_requests_lower_by"] is not None, report
     assert result["targets"] is None, report  # a smoke run evaluates none
+    # ... and both at once: the relay and the compared one on one core.
+    (paired_compare,) = comparison["paired"]
+    assert paired_compare["mode"] == "closed", report
+    assert paired_compare["ratio_median"] > 0, report
+
+    # The floor: the relay's phases against bench/floor_server.py, reconciled (one record per
+    # 200), and the relay against it, both at once.
+    floor = result["floor"]
+    floor_phases = floor["closed_loop"] + floor["open_loop"]
+    assert [p["name"] for p in floor_phases] == ["floor-closed", "floor-open-0.5x"], report
+    assert floor_phases[1]["offered_rps"] == opened["offered_rps"], report  # the same load
+    for phase in floor_phases:
+        assert phase["by_status"].get("200", 0) > 0, report
+        assert phase["relay"]["cpu_seconds_per_1000_requests"] > 0, report
+    assert floor["reconciliation"]["ok"], report
+    assert floor["reconciliation"]["answered_200"] > 0, report
+    (paired_floor,) = floor["paired"]  # no 1,000/s phase in this run: the closed loop only
+    assert paired_floor["versus"] == "floor", report
+    (one_round,) = paired_floor["rounds"]
+    assert one_round["relay"]["acked_rps"] > 0, report
+    assert one_round["floor"]["acked_rps"] > 0, report
+    assert paired_floor["ratio_median"] == one_round["ratio"], report
 
     # The spooled path: the same phases, every request fsynced in the spool before its 200,
     # then drained to Kafka and reconciled as strictly.

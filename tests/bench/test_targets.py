@@ -51,28 +51,29 @@ def test_the_relay_against_another_version() -> None:
 
 def test_every_target_met() -> None:
     t = evaluate(
-        ratio_to_bare=0.65,
-        cpu_lower_than_compare=0.3,
+        closed_ratio_to_floor=0.92,
+        cpu_ratio_to_floor_at_light=1.10,
         open_phase=open_phase(9.9, 25.0),
         peak_rss_mib=100.0,
         records_lost=0,
     )
     assert {name: v["met"] for name, v in t.items()} == {
-        "closed_ratio_to_bare": True,
-        "cpu_s_per_1k_lower_than_compare": True,
+        "closed_ratio_to_floor": True,
+        "cpu_s_per_1k_at_1000_ratio_to_floor": True,
         "open_0.5x_p99_ms": True,
         "open_0.5x_p99_9_ms": True,
         "open_0.5x_non_200_and_errors": True,
         "peak_rss_mib": True,
         "records_lost": True,
     }
-    assert t["closed_ratio_to_bare"] == {"target": ">= 0.65", "value": 0.65, "met": True}
+    assert t["closed_ratio_to_floor"] == {"target": ">= 0.92", "value": 0.92, "met": True}
+    assert t["cpu_s_per_1k_at_1000_ratio_to_floor"]["target"] == "<= 1.1"
 
 
 def test_every_target_missed() -> None:
     t = evaluate(
-        ratio_to_bare=0.449,
-        cpu_lower_than_compare=0.12,
+        closed_ratio_to_floor=0.858,
+        cpu_ratio_to_floor_at_light=1.113,
         open_phase=open_phase(12.9, 47.5, non_200=3, errors=1),
         peak_rss_mib=100.1,
         records_lost=1,
@@ -82,18 +83,18 @@ def test_every_target_missed() -> None:
 
 
 def test_what_the_run_did_not_measure_is_neither_met_nor_missed() -> None:
-    # No reference, no --compare-cmd, no 0.5x rate.
+    # No floor, no 0.5x rate.
     t = evaluate(
-        ratio_to_bare=None,
-        cpu_lower_than_compare=None,
+        closed_ratio_to_floor=None,
+        cpu_ratio_to_floor_at_light=None,
         open_phase=None,
         peak_rss_mib=57.0,
         records_lost=0,
     )
     unmeasured = {name for name, v in t.items() if v["met"] is None}
     assert unmeasured == {
-        "closed_ratio_to_bare",
-        "cpu_s_per_1k_lower_than_compare",
+        "closed_ratio_to_floor",
+        "cpu_s_per_1k_at_1000_ratio_to_floor",
         "open_0.5x_p99_ms",
         "open_0.5x_p99_9_ms",
         "open_0.5x_non_200_and_errors",
