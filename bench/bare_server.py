@@ -4,7 +4,7 @@ aiohttp on uvloop, no access log; it checks the bearer token (constant time, as 
 the body with orjson, then answers 200. Whatever the relay does beyond this (classification,
 Kafka, metrics, headers) is the gap between its figure and this one.
 
-    python bench/bare_server.py --port 8090 --token bench-token-0123456789
+    python -m bench.bare_server --port 8090 --token bench-token-0123456789
 """
 
 from __future__ import annotations
@@ -37,21 +37,27 @@ def make_app(token: str, path: str) -> web.Application:
     return app
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The command line every bench server has (this one, bench/floor_server.py)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8090)
     ap.add_argument("--path", default="/webhook")
     ap.add_argument("--token", default="bench-token-0123456789")
-    args = ap.parse_args()
+    return ap
+
+
+def serve(app: web.Application, args: argparse.Namespace) -> None:
+    """Run `app` on uvloop, without an access log, until SIGTERM or SIGINT."""
     web.run_app(
-        make_app(args.token, args.path),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=None,
+        app, host=args.host, port=args.port, access_log=None, print=None,
         loop=uvloop.new_event_loop(),
-    )
+    )  # fmt: skip
+
+
+def main() -> None:
+    args = arguments((__doc__ or "").split("\n\n")[0]).parse_args()
+    serve(make_app(args.token, args.path), args)
 
 
 if __name__ == "__main__":

@@ -13,26 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.cpus import RELAY_CPU, on_cpu
 from bench.payloads import EVENT_TYPES, Payload
 from bench.procstat import Sample, proc_memory_kib
-from bench.progress import BenchError, log
+from bench.progress import log
 from bench.reconcile import consume_all
+from bench.servers import PlainServer
 from bench.session import phase_costs
 from devsupport import topics as kafka_topics
-from devsupport.ports import LOOPBACK, free_port
 
-REPO = Path(__file__).resolve().parent.parent
 WHAT = (
     "bench/floor_server.py: aiohttp + uvloop + aiokafka, bearer check, orjson parse, one record "
     "per request (acks=all, idempotent, linger 0, a key, 3 headers) to its event type's topic, "
@@ -60,25 +54,14 @@ class Floor:
         self.prefix = f"bench.{run_id.lower()}.floor."
         self.topics = {t: self.prefix + t for t in EVENT_TYPES}
         self.partitions = partitions
-        self.port = free_port()
-        self.command = on_cpu(
-            [
-                sys.executable,
-                "-m",
-                "bench.floor_server",
-                "--port",
-                str(self.port),
-                "--token",
-                token,
-                "--bootstrap",
-                bootstrap,
-                "--topic-prefix",
-                self.prefix,
-            ],
-            RELAY_CPU,
-            pinned,
+        self.server = PlainServer(
+            "bench.floor_server",
+            ["--bootstrap", bootstrap, "--topic-prefix", self.prefix],
+            token=token,
+            log_path=workdir / "floor.log",
+            pinned=pinned,
         )
-        self.process: subprocess.Popen[bytes] | None = None
+        self.command = self.server.command
         self.phases: list[load.Phase] = []
         self.extra_results: list[dict[str, Any]] = []  # bench/paired.py's rounds
         self.recon: dict[str, Any] = {}
@@ -86,57 +69,36 @@ class Floor:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/webhook"
+        return self.server.url
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.server.pid
 
-    def start(self, within: float = 30.0) -> None:
+    def start(self) -> None:
         asyncio.run(
             kafka_topics.create(
                 self.bootstrap, self.topics.values(), partitions=self.partitions, replication=1
             )
         )
         log("starting the floor: bench/floor_server.py")
-        log_file = (self.workdir / "floor.log").open("ab")
-        self.process = subprocess.Popen(
-            self.command, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        log_file.close()
-        # It has no readiness endpoint: listening is ready (its producer starts before).
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BenchError(f"the floor server exited: see {self.workdir / 'floor.log'}")
-            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), 0.5):
-                return
-            time.sleep(0.1)
-        raise BenchError(f"the floor server did not listen within {within:g} s")
+        self.server.start()  # listening is ready: its producer starts before it listens
 
-    def drive(self, phase: load.Phase, run: Any) -> load.Phase:
-        """The relay's `phase` against the floor (`run` drives a phase at a URL)."""
+    def drive(self, phase: load.Phase, start: load.Start) -> load.Phase:
+        """The relay's `phase` against the floor."""
         mine = replace(phase, name=f"floor-{phase.name}", result={}, relay={}, lag=None)
         log(f"{mine.name}: the same {phase.mode} loop against the floor")
         before = Sample.take(self.pid, self.broker_pid)
-        mine.result = run(mine, self.url)
+        mine.result = start(mine, self.url).result()
         after = Sample.take(self.pid, self.broker_pid)
         mine.relay = phase_costs(mine, before, after, self.notes)
         self.phases.append(mine)
         return mine
 
     def stop(self) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        self.peak_rss_mib = round(proc_memory_kib(proc.pid)["hwm"] / 1024, 1)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if self.pid is not None and self.server.process and self.server.process.poll() is None:
+            self.peak_rss_mib = round(proc_memory_kib(self.pid)["hwm"] / 1024, 1)
+        self.server.stop()
 
     def reconcile(self, payloads: list[Payload], index: dict[bytes, int]) -> list[str]:
         """One record per 200, on some topic of the floor's; problems, if any."""

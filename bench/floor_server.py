@@ -17,16 +17,16 @@ the relay costs beyond this is the relay's own work (docs/benchmark.md, "The flo
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+
+from bench.bare_server import arguments, serve
 
 # The benchmark's own lists of Meta's field names (its oracle), not the relay's.
 from bench.payloads import ACCOUNT_FIELDS, TEMPLATE_FIELDS
@@ -106,24 +106,13 @@ def make_app(token: str, path: str, bootstrap: str, topic_prefix: str) -> web.Ap
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8091)
-    ap.add_argument("--path", default="/webhook")
-    ap.add_argument("--token", default="bench-token-0123456789")
+    ap = arguments((__doc__ or "").split("\n\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument(
         "--topic-prefix", required=True, help="the topics: this followed by the event type"
     )
     args = ap.parse_args()
-    web.run_app(
-        make_app(args.token, args.path, args.bootstrap, args.topic_prefix),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
-    )
+    serve(make_app(args.token, args.path, args.bootstrap, args.topic_prefix), args)
 
 
 if __name__ == "__main__":

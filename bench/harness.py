@@ -154,11 +154,9 @@ class Bench:
         self.floor.start()
         return self.floor
 
-    def run_at(self, phase: load.Phase, url: str) -> dict[str, Any]:
-        """The load generator's result of `phase` against `url`."""
-        return self.start_at(phase, url).result()
-
     def start_at(self, phase: load.Phase, url: str) -> load.Running:
+        """The load generator started on `phase` against `url`, with the run's payloads, token,
+        timeout, cpus and work dir."""
         return load.start_phase(
             self.loadgen_bin,
             phase,
@@ -263,15 +261,7 @@ class Bench:
         return session, info
 
     def drive(self, session: RelaySession, phase: load.Phase) -> None:
-        session.run_phase(
-            self.loadgen_bin,
-            phase,
-            token=TOKEN,
-            payload_file=self.payload_file,
-            request_timeout=self.args.request_timeout,
-            workdir=self.workdir,
-            pinned=self.pin,
-        )
+        session.run_phase(phase, self.start_at)
 
     def execute(self) -> dict[str, Any]:
         a = self.args
@@ -295,14 +285,14 @@ class Bench:
         self.drive(main, closed)
         if floor:
             time.sleep(a.pause)
-            floor.drive(closed, self.run_at)
+            floor.drive(closed, self.start_at)
         light = None
         for phase in self.open_phases(closed.result["measured"]["ok_rps"]):
             time.sleep(a.pause)
             self.drive(main, phase)
             if floor:
                 time.sleep(a.pause)
-                floor.drive(phase, self.run_at)
+                floor.drive(phase, self.start_at)
             if phase.rate == LIGHT_RATE:
                 light = phase
         paired_floor = None
@@ -343,13 +333,11 @@ class Bench:
         measured_reference = None
         if a.reference:
             measured_reference = reference.measure(
-                self.loadgen_bin,
+                self.start_at,
                 duration=a.reference_duration,
                 warmup=a.warmup,
                 connections=a.connections,
                 token=TOKEN,
-                payload_file=self.payload_file,
-                request_timeout=a.request_timeout,
                 workdir=self.workdir,
                 pinned=self.pin,
                 notes=self.notes,

@@ -2,7 +2,7 @@
 
 It is Go rather than Python so that the generator is never the bottleneck on its one core;
 docs/benchmark.md says how it was checked against wrk. It writes its measurements to a JSON
-file, which run_phase() returns as is.
+file, which `Running.result()` returns as is.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,31 +74,6 @@ def build() -> Path:
     return DEFAULT_BINARY
 
 
-def run_phase(
-    binary: Path,
-    phase: Phase,
-    *,
-    url: str,
-    token: str,
-    payload_file: Path,
-    request_timeout: float,
-    workdir: Path,
-    pinned: bool,
-) -> dict[str, Any]:
-    """Drive url for one phase (on the load cpu when pinned) and return the generator's result."""
-    running = start_phase(
-        binary,
-        phase,
-        url=url,
-        token=token,
-        payload_file=payload_file,
-        request_timeout=request_timeout,
-        workdir=workdir,
-        pinned=pinned,
-    )
-    return running.result()
-
-
 @dataclass
 class Running:
     """A load generator at work on one phase (bench/paired.py runs two at once)."""
@@ -118,6 +94,11 @@ class Running:
             raise BenchError(f"load generator failed ({self.phase.name}):\n{stderr[-3000:]}")
         result: dict[str, Any] = json.loads(self.out.read_text())
         return result
+
+
+# Starts the generator on a phase against a URL (the harness's, with the run's payloads, token,
+# cpus and work dir bound).
+Start = Callable[[Phase, str], "Running"]
 
 
 def start_phase(

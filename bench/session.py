@@ -10,7 +10,6 @@ window); at the end its own metrics, how it stopped, and every record read back.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from bench import load
@@ -80,17 +79,7 @@ class RelaySession:
             return None
         return parse_histogram(body.decode(errors="replace"), LAG_METRIC) if status == 200 else None
 
-    def run_phase(
-        self,
-        loadgen_bin: Path,
-        phase: load.Phase,
-        *,
-        token: str,
-        payload_file: Path,
-        request_timeout: float,
-        workdir: Path,
-        pinned: bool,
-    ) -> None:
+    def run_phase(self, phase: load.Phase, start: load.Start) -> None:
         rate = f" at {phase.rate:g}/s" if phase.rate else f" with {phase.connections} connections"
         log(
             f"{phase.name}: {phase.mode} loop{rate}, "
@@ -98,16 +87,7 @@ class RelaySession:
         )
         lag_before = self.lag_histogram()
         before = Sample.take(self.relay.pid, self.broker_pid)
-        phase.result = load.run_phase(
-            loadgen_bin,
-            phase,
-            url=self.relay.url,
-            token=token,
-            payload_file=payload_file,
-            request_timeout=request_timeout,
-            workdir=workdir,
-            pinned=pinned,
-        )
+        phase.result = start(phase, self.relay.url).result()
         after = Sample.take(self.relay.pid, self.broker_pid)
         phase.relay = phase_costs(phase, before, after, self.notes)
         if not self.relay.alive():

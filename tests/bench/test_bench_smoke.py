@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,14 +110,9 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     # The floor: the relay's phases against bench/floor_server.py, reconciled (one record per
     # 200), and the relay against it, both at once.
     floor = result["floor"]
-    floor_phases = floor["closed_loop"] + floor["open_loop"]
-    assert [p["name"] for p in floor_phases] == ["floor-closed", "floor-open-0.5x"], report
-    assert floor_phases[1]["offered_rps"] == opened["offered_rps"], report  # the same load
-    for phase in floor_phases:
-        assert phase["by_status"].get("200", 0) > 0, report
+    assert_the_same_phases(floor, "floor", opened, report)
+    for phase in floor["closed_loop"] + floor["open_loop"]:
         assert phase["relay"]["cpu_seconds_per_1000_requests"] > 0, report
-    assert floor["reconciliation"]["ok"], report
-    assert floor["reconciliation"]["answered_200"] > 0, report
     (paired_floor,) = floor["paired"]  # no 1,000/s phase in this run: the closed loop only
     assert paired_floor["versus"] == "floor", report
     (one_round,) = paired_floor["rounds"]
@@ -127,14 +123,22 @@ def test_bench_smoke(kafka_bootstrap: str, tmp_path: Path) -> None:
     # The spooled path: the same phases, every request fsynced in the spool before its 200,
     # then drained to Kafka and reconciled as strictly.
     spool = result["spool"]
-    spooled_phases = spool["closed_loop"] + spool["open_loop"]
-    assert [p["name"] for p in spooled_phases] == ["spool-closed", "spool-open-0.5x"], report
-    assert spooled_phases[1]["offered_rps"] == opened["offered_rps"], report  # the same load
-    for phase in spooled_phases:
-        assert phase["by_status"].get("200", 0) > 0, report
-    assert spool["reconciliation"]["ok"], report
-    assert spool["reconciliation"]["answered_200"] > 0, report
+    assert_the_same_phases(spool, "spool", opened, report)
     commit = spool["group_commit"]
     assert commit["requests"] >= spool["reconciliation"]["answered_200"], report
     assert 0 < commit["commits"] <= commit["requests"], report
     assert spool["relay"]["exit_code"] == 0, report
+
+
+def assert_the_same_phases(
+    section: dict[str, Any], prefix: str, opened: dict[str, Any], report: str
+) -> None:
+    """The relay's phases run again (by the floor, by the spooling relay): at the same load,
+    answered, reconciled."""
+    phases = section["closed_loop"] + section["open_loop"]
+    assert [p["name"] for p in phases] == [f"{prefix}-closed", f"{prefix}-open-0.5x"], report
+    assert phases[1]["offered_rps"] == opened["offered_rps"], report  # the same load
+    for phase in phases:
+        assert phase["by_status"].get("200", 0) > 0, report
+    assert section["reconciliation"]["ok"], report
+    assert section["reconciliation"]["answered_200"] > 0, report
