@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,8 +19,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 ENGINE = SCRIPTS / "container-engine"
-# What `make image` and the suite need besides an engine; Debian's package names.
-PACKAGES = ("podman", "runc", "debootstrap")
 NO_ENGINE = 3  # scripts/container-engine's exit status when the machine has none
 
 
@@ -42,12 +39,6 @@ def engine_name() -> str | None:
         [str(ENGINE), "--which"], capture_output=True, text=True, check=False, timeout=30
     )
     return result.stdout.strip() if result.returncode == 0 else None
-
-
-def missing_packages() -> list[str]:
-    """What of ``PACKAGES`` is not on PATH (runc and debootstrap live in sbin)."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return [name for name in PACKAGES if shutil.which(name, path=search) is None]
 
 
 def engine(
